@@ -1,0 +1,184 @@
+"""The N-level cascade (spec §2-3, Eq. 4-10 and 21-27).
+
+Level 1 is an SAE on activations. Level l ≥ 2 is an SAE whose inputs are the columns of
+level l−1's decoder that were active in this step (the dynamic mask, Eq. 26-27). All levels
+are trained jointly, L = L₁ + Σ_{l≥2} λ_l L_l (Eq. 10/25), with the stop-gradient mode of
+Eq. 34-35 deciding how L_l reaches the level below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hsae import registry
+from hsae.cascade.config import CascadeConfig, LevelConfig
+from hsae.sae.sae import SAE
+
+
+@dataclass
+class LevelOutput:
+    """One level's part of a step. ``loss`` is L_l after normalisation, before λ_l."""
+
+    level: int
+    weight: float
+    loss: torch.Tensor
+    reconstruction: torch.Tensor  # mean over rows of ||target − x_hat||², unnormalised
+    fvu: torch.Tensor
+    l0: torch.Tensor
+    n_inputs: int  # |A^l|: rows this level saw (batch rows for level 1, active atoms above)
+    n_active: int  # latents of this level active on those rows: |A^{l+1}|
+    z: torch.Tensor
+
+
+@dataclass
+class CascadeOutput:
+    loss: torch.Tensor
+    levels: list[LevelOutput]
+    x_hat: torch.Tensor
+
+
+class FiringMonitor(nn.Module):
+    """Counts, per latent, the training steps since it last fired (for the dead share)."""
+
+    def __init__(self, n_latents: int):
+        super().__init__()
+        self.register_buffer("steps_since_fired", torch.zeros(n_latents, dtype=torch.long))
+
+    @torch.no_grad()
+    def update(self, fired: torch.Tensor) -> None:
+        self.steps_since_fired.add_(1).masked_fill_(fired, 0)
+
+    def dead_fraction(self, window: int) -> float:
+        return float((self.steps_since_fired >= window).float().mean())
+
+
+def _level_loss_scale(target: torch.Tensor, how: str) -> torch.Tensor:
+    """Divisor of L_l for the chosen normalisation (detached)."""
+    target = target.detach()
+    if how == "sum":
+        return target.new_ones(())
+    if how == "mean":
+        return target.new_tensor(float(target.shape[1]))
+    second_moment = target.pow(2).sum(-1).mean()
+    variance = (target - target.mean(0)).pow(2).sum(-1).mean()
+    return torch.where(variance > 1e-6 * second_moment, variance, second_moment).clamp_min(1e-12)
+
+
+class Cascade(nn.Module):
+    """L SAEs in cascade, all in R^d; state-dict names ``levels.{l}.W_enc`` etc., l from 1."""
+
+    def __init__(self, n_inputs: int, config: CascadeConfig):
+        super().__init__()
+        self.config = config
+        self.n_inputs = n_inputs
+        self.levels = nn.ModuleDict()
+        self.monitors = nn.ModuleDict()
+        for l, level in enumerate(config.levels, start=1):
+            encoder = registry.create("hsae.encoders", level.encoder, n_inputs=n_inputs, n_latents=level.n_latents)
+            self.levels[str(l)] = SAE(n_inputs, level.n_latents, encoder, level.normalize_decoder)
+            self.monitors[str(l)] = FiringMonitor(level.n_latents)
+        self.register_buffer("b_dec_ready", torch.zeros(len(config.levels), dtype=torch.bool))
+
+    @property
+    def depth(self) -> int:
+        return len(self.config.levels)
+
+    def level(self, l: int) -> SAE:
+        return self.levels[str(l)]
+
+    def level_config(self, l: int) -> LevelConfig:
+        return self.config.levels[l - 1]
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        for l in range(1, self.depth + 1):
+            self.level(l).reset_parameters(generator)
+        self.b_dec_ready.zero_()
+
+    def level_weight(self, l: int, step: int | None) -> float:
+        """Weight of L_l at ``step`` (1 for level 1; λ_l with start step and linear warm-up)."""
+        if l == 1:
+            return 1.0
+        cfg = self.level_config(l)
+        if step is None:
+            return cfg.lambda_
+        if step < cfg.start_step:
+            return 0.0
+        if cfg.lambda_warmup == 0:
+            return cfg.lambda_
+        return cfg.lambda_ * min(1.0, (step - cfg.start_step + 1) / cfg.lambda_warmup)
+
+    def _prepare_b_dec(self, l: int, inputs: torch.Tensor) -> None:
+        """Initialise b_dec of level l from its first inputs (the geometric median by default)."""
+        if self.training and not bool(self.b_dec_ready[l - 1]):
+            self.level(l).init_b_dec(inputs, self.level_config(l).b_dec_init)
+            self.b_dec_ready[l - 1] = True
+
+    def level_inputs(self, l: int, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and reconstruction targets of level l ≥ 2: the active atoms of level l−1 (Eq. 7,
+        21), detached as the stop-gradient mode says (Eq. 34-35)."""
+        atoms = self.level(l - 1).W_dec[:, active].t()
+        mode = self.config.stop_gradient
+        inputs = atoms.detach() if mode == "bilateral" else atoms
+        target = atoms.detach() if mode in ("partial", "bilateral") else atoms
+        return inputs, target
+
+    def forward(self, x: torch.Tensor, step: int | None = None) -> CascadeOutput:
+        """One joint step on a batch ``x`` (B, d). ``step`` sets start steps and warm-ups."""
+        weights = [self.level_weight(l, step) for l in range(1, self.depth + 1)]
+        top = max(l for l, w in enumerate(weights, start=1) if l == 1 or w > 0)
+        eps = self.config.mask_threshold
+        total = x.new_zeros(())
+        outputs: list[LevelOutput] = []
+        inputs = target = x
+        x_hat = x
+        for l in range(1, top + 1):
+            if l > 1:
+                if active.numel() == 0:  # A^l empty: L_l and every level above are skipped
+                    break
+                inputs, target = self.level_inputs(l, active)
+            self._prepare_b_dec(l, inputs)
+            sae, cfg = self.level(l), self.level_config(l)
+            out = sae(inputs)
+            z = out.z
+            err = (target - out.x_hat).pow(2).sum(-1).mean()
+            penalty = out.encoding.penalty.mean() * (cfg.sparsity_coef * sae.encoder.sparsity_scale(step or 0))
+            loss = (err + penalty) / _level_loss_scale(target, cfg.normalisation)
+            aux = sae.encoder.aux_loss(out.encoding, target, out.x_hat, sae)
+            if aux is not None:
+                loss = loss + aux / _level_loss_scale(target, cfg.normalisation)
+            total = total + weights[l - 1] * loss
+            with torch.no_grad():
+                fired = z.max(0).values > eps
+                if self.training:
+                    self.monitors[str(l)].update(z.max(0).values > 0)
+                variance = (target - target.mean(0)).pow(2).sum(-1).mean()
+                fvu = err.detach() / variance.clamp_min(1e-12)
+            active = fired.nonzero().squeeze(1)
+            if l == 1:
+                x_hat = out.x_hat
+            outputs.append(
+                LevelOutput(l, weights[l - 1], loss, err.detach(), fvu, (z > 0).sum(-1).float().mean(),
+                            inputs.shape[0], int(active.numel()), z)
+            )
+        return CascadeOutput(total, outputs, x_hat)
+
+    def after_backward(self) -> None:
+        """Remove decoder-parallel gradient components (unit-norm mode), before the optimizer step."""
+        for sae in self.levels.values():
+            sae.remove_parallel_grad()
+
+    def after_step(self) -> None:
+        """Renormalise decoder columns, after the optimizer step."""
+        for sae in self.levels.values():
+            sae.renormalize_decoder()
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """One optimizer group per level, with the level's own learning rate when set."""
+        return [
+            {"params": list(self.level(l).parameters()), "lr": self.level_config(l).lr or lr, "name": f"level{l}"}
+            for l in range(1, self.depth + 1)
+        ]

@@ -1,0 +1,1 @@
+"""First-party backbones (entry-point group `hsae.backbones`)."""

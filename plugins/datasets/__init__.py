@@ -1,0 +1,1 @@
+"""First-party datasets (entry-point group `hsae.datasets`)."""

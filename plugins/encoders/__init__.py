@@ -1,0 +1,1 @@
+"""First-party encoders (entry-point group `hsae.encoders`)."""

@@ -1,0 +1,1 @@
+"""First-party extractors (entry-point group `hsae.extractors`)."""

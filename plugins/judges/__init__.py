@@ -1,0 +1,1 @@
+"""First-party judges (entry-point group `hsae.judges`)."""
