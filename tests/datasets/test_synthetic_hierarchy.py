@@ -1,0 +1,148 @@
+"""The planted-hierarchy generator (hsae.synthetic) and its dataset plugin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from hsae.synthetic import (
+    BLOCK_ROWS,
+    HierarchyConfig,
+    activations,
+    build_tree,
+    embeddings,
+    n_blocks,
+    sample_block,
+)
+
+
+def config(**overrides) -> HierarchyConfig:
+    return HierarchyConfig(**{"n_samples": 500, **overrides})
+
+
+def test_tree_shapes_follow_branching_from_the_bottom_up():
+    c = config(depth=3, n_roots=2, branching=[5, 3], width=16, embedding_dim=8)
+    truth = build_tree(c).truth
+    assert c.level_sizes == [30, 6, 2]
+    assert [d.shape for d in truth.directions] == [(30, 16), (6, 16), (2, 16)]
+    assert [p.shape for p in truth.parents] == [(30,), (6,)]
+    assert np.bincount(truth.parents[0]).tolist() == [5] * 6
+    assert np.bincount(truth.parents[1]).tolist() == [3, 3]
+    for dirs in truth.directions:
+        np.testing.assert_allclose(np.linalg.norm(dirs, axis=1), 1.0, rtol=1e-12)
+
+
+def test_tree_and_samples_are_determined_by_the_seed():
+    c = config()
+    a, b = build_tree(c), build_tree(c)
+    for x, y in zip(a.truth.directions + a.concept_embeddings, b.truth.directions + b.concept_embeddings):
+        np.testing.assert_array_equal(x, y)
+    block_a, block_b = sample_block(c, a, 0), sample_block(c, b, 0)
+    np.testing.assert_array_equal(activations(c, a, block_a), activations(c, b, block_b))
+    np.testing.assert_array_equal(embeddings(c, a, block_a), embeddings(c, b, block_b))
+    other = config(seed=1)
+    assert not np.allclose(build_tree(other).truth.leaves, a.truth.leaves)
+
+
+def test_blocks_cover_the_samples_once():
+    c = config(n_samples=2 * BLOCK_ROWS + 7)
+    tree = build_tree(c)
+    blocks = [sample_block(c, tree, b) for b in range(n_blocks(c))]
+    assert [(blk.start, len(blk.leaves)) for blk in blocks] == [(0, BLOCK_ROWS), (BLOCK_ROWS, BLOCK_ROWS), (2 * BLOCK_ROWS, 7)]
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.floats(0.0, 0.95), st.integers(0, 2**16))
+def test_children_sit_at_cosine_s_and_siblings_at_s_squared(s, seed):
+    c = config(n_roots=20, branching=12, similarity=s, width=256, seed=seed)
+    truth = build_tree(c).truth
+    leaves, parent = truth.leaves, truth.parents[0]
+    np.testing.assert_allclose((leaves * truth.directions[1][parent]).sum(1), s, atol=1e-9)
+    cos = leaves @ leaves.T
+    siblings = (parent[:, None] == parent[None, :]) & ~np.eye(len(parent), dtype=bool)
+    assert cos[siblings].mean() == pytest.approx(s * s, abs=0.02)
+
+
+def test_cousins_sit_at_the_product_of_squared_similarities():
+    c = config(depth=3, n_roots=8, branching=[6, 6], similarity=[0.8, 0.7], width=256)
+    truth = build_tree(c).truth
+    grand = truth.ancestors(3)
+    cos = truth.leaves @ truth.leaves.T
+    cousins = (grand[:, None] == grand[None, :]) & (truth.parents[0][:, None] != truth.parents[0][None, :])
+    assert cos[cousins].mean() == pytest.approx(0.8**2 * 0.7**2, abs=0.02)
+
+
+def test_fixed_counts_and_full_cooccurrence_keep_every_sample_in_one_family():
+    c = config(leaves_per_sample=3, count_distribution="fixed", sibling_cooccurrence=1.0)
+    tree = build_tree(c)
+    block = sample_block(c, tree, 0)
+    assert block.leaves.shape == (500, 3) and (block.leaves >= 0).all()
+    assert all(len(set(row)) == 3 for row in block.leaves.tolist())  # distinct leaves
+    families = tree.truth.parents[0][block.leaves]
+    assert (families == families[:, :1]).all()
+
+
+def test_without_cooccurrence_families_mix_at_chance():
+    c = config(leaves_per_sample=2, count_distribution="fixed", sibling_cooccurrence=0.0, n_samples=BLOCK_ROWS)
+    tree = build_tree(c)
+    families = tree.truth.parents[0][sample_block(c, tree, 0).leaves]
+    chance = 3 / 47  # another of the 3 siblings among the 47 other leaves
+    assert (families[:, 0] == families[:, 1]).mean() == pytest.approx(chance, abs=0.025)
+
+
+def test_poisson_counts_have_the_requested_mean_and_magnitudes_their_range():
+    c = config(leaves_per_sample=3.5, magnitude_range=(0.5, 2.0), n_samples=BLOCK_ROWS)
+    block = sample_block(c, build_tree(c), 0)
+    counts = (block.leaves >= 0).sum(1)
+    assert counts.min() >= 1 and counts.mean() == pytest.approx(3.5, abs=0.15)
+    on = block.magnitudes[block.leaves >= 0]
+    assert on.min() >= 0.5 and on.max() <= 2.0
+    assert (block.magnitudes[block.leaves < 0] == 0).all()
+
+
+def test_activations_are_the_weighted_sum_of_leaves_plus_noise():
+    c = config(noise_std=0.1)
+    tree = build_tree(c)
+    block = sample_block(c, tree, 0)
+    residual = activations(c, tree, block) - block.coefficients(c.n_leaves) @ tree.truth.leaves
+    assert residual.std() == pytest.approx(0.1, rel=0.05)
+    clean = config(noise_std=0.0)
+    x = activations(clean, tree, block)
+    np.testing.assert_allclose(x, block.coefficients(c.n_leaves) @ tree.truth.leaves, rtol=1e-5, atol=1e-6)
+
+
+def test_embeddings_of_samples_sharing_a_parent_are_closer():
+    c = config(leaves_per_sample=1, count_distribution="fixed", n_samples=BLOCK_ROWS)
+    tree = build_tree(c)
+    block = sample_block(c, tree, 0)
+    e = embeddings(c, tree, block)
+    e = e / np.linalg.norm(e, axis=1, keepdims=True)
+    leaf = block.leaves[:, 0]
+    family = tree.truth.parents[0][leaf]
+    cos = e @ e.T
+    sibling_pairs = (family[:, None] == family[None, :]) & (leaf[:, None] != leaf[None, :])
+    unrelated = family[:, None] != family[None, :]
+    # Equal level weights: siblings share one of two unit components (cos ≈ 1/2), others none.
+    assert cos[sibling_pairs].mean() > 0.35
+    assert abs(cos[unrelated].mean()) < 0.05
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"depth": 1}, "depth"),
+        ({"depth": 3, "branching": [4]}, "branching"),
+        ({"similarity": 1.0}, "similarity"),
+        ({"magnitude_range": (0.0, 1.0)}, "magnitude_range"),
+        ({"leaves_per_sample": 2.5, "count_distribution": "fixed"}, "whole"),
+        ({"leaves_per_sample": 100}, "exceeds"),
+        ({"embedding_level_weights": [1.0]}, "embedding_level_weights"),
+        ({"colour": "red"}, "colour"),
+    ],
+)
+def test_bad_options_are_rejected(overrides, field):
+    with pytest.raises(ValidationError, match=field):
+        config(**overrides)
