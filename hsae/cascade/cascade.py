@@ -55,6 +55,11 @@ class FiringMonitor(nn.Module):
         return float((self.steps_since_fired >= window).float().mean())
 
 
+def usage_penalty(z: torch.Tensor) -> torch.Tensor:
+    """[hsae] L2,1 norm of the code matrix over the batch, per row: Σ_k ||z[:, k]||₂ / B."""
+    return z.pow(2).sum(0).add(1e-12).sqrt().sum() / z.shape[0]
+
+
 def _level_loss_scale(target: torch.Tensor, how: str) -> torch.Tensor:
     """Divisor of L_l for the chosen normalisation (detached)."""
     target = target.detach()
@@ -146,6 +151,8 @@ class Cascade(nn.Module):
             z = out.z
             err = (target - out.x_hat).pow(2).sum(-1).mean()
             penalty = out.encoding.penalty.mean() * (cfg.sparsity_coef * sae.encoder.sparsity_scale(step or 0))
+            if cfg.usage_coef:
+                penalty = penalty + cfg.usage_coef * usage_penalty(z)
             loss = (err + penalty) / _level_loss_scale(target, cfg.normalisation)
             aux = sae.encoder.aux_loss(out.encoding, target, out.x_hat, sae)
             if aux is not None:

@@ -19,6 +19,11 @@ class LevelConfig(BaseModel):
     encoder: dict[str, Any] = Field(description="encoder plugin: {name: ..., <options>}")
     lambda_: float = Field(1.0, alias="lambda", ge=0, description="λ_l, weight of L_l in the joint loss (ignored for level 1)")
     sparsity_coef: float = Field(0.0, ge=0, description="λ_s^l, coefficient of the encoder's sparsity term S")
+    usage_coef: float = Field(
+        0.0, ge=0,
+        description="[hsae] coefficient of the L2,1 usage penalty Σ_k ||U[:, k]||₂ / rows on the level's code "
+        "matrix over its batch: it makes whole latents go unused, so spare latents do not split a concept",
+    )
     lr: float | None = Field(None, gt=0, description="learning rate of this level (default: train.lr)")
     start_step: int = Field(0, ge=0, description="L_l is off before this step")
     lambda_warmup: int = Field(0, ge=0, description="steps over which λ_l ramps linearly from 0 after start_step")

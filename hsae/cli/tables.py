@@ -1,0 +1,74 @@
+"""Rich renderings of what the toolkit measures: plugins, run summaries, hierarchies."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from rich.table import Table
+from rich.tree import Tree
+
+from hsae.registry import PluginInfo
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def plugins_table(rows: list[PluginInfo], group: str) -> Table:
+    table = Table(title=group, title_justify="left")
+    table.add_column("name", style="bold cyan")
+    table.add_column("distribution")
+    table.add_column("description")
+    for row in rows:
+        table.add_row(row.name, row.distribution, row.description or f"[red]{row.error}[/red]")
+    return table
+
+
+def summary_table(metrics: dict, title: str = "summary") -> Table:
+    """Per level: FVU, L0, dead share, near-duplicates, HMS (mean/median, null, |P|), recovery."""
+    recovery = metrics.get("recovery")
+    rec_levels = {str(r["level"]): r for r in (recovery or {}).get("levels", [])}
+    table = Table(title=title, title_justify="left")
+    for name in ("level", "latents", "FVU", "L0", "dead", "dup pairs", "HMS mean", "HMS median",
+                 "HMS null", "parents |P|", "recovery"):
+        table.add_column(name, justify="right")
+    for level, fig in metrics["levels"].items():
+        hms = fig.get("hms", {})
+        if level == "1":
+            rec = f"leaves {_fmt(recovery['leaf_recovery'], 2)}" if recovery else "–"
+        else:
+            r = rec_levels.get(level)
+            rec = f"F1 {_fmt(r['f1'], 2)} · ARI {_fmt(r['ari'], 2)}" if r else "–"
+        table.add_row(level, str(fig["n_latents"]), _fmt(fig["fvu"]), _fmt(fig["l0"], 2), _fmt(fig["dead"], 2),
+                      str(fig["near_duplicate_pairs"]), _fmt(hms.get("mean")), _fmt(hms.get("median")),
+                      _fmt(hms.get("null_mean")), _fmt(hms.get("n_parents")), rec)
+    return table
+
+
+def hierarchy_tree(hierarchy: dict, metrics: dict | None, level: int, max_parents: int) -> Tree:
+    """Level-``level`` parents (best HMS first), each with its HMS and its children."""
+    entry = next((e for e in hierarchy["levels"] if e["level"] == level), None)
+    if entry is None:
+        raise ValueError(f"no level {level} in this hierarchy (levels 2..{len(hierarchy['widths'])})")
+    scores = ((metrics or {}).get("levels", {}).get(str(level), {}).get("hms") or {}).get("per_parent")
+    children = {int(k): v for k, v in entry["children"].items()}
+
+    def key(k: int) -> float:
+        s = scores[k] if scores and scores[k] is not None else -np.inf
+        return (-s, -len(children[k]))
+
+    root = Tree(f"level {level}: {len(children)} latents with children, {entry['orphans']} orphan atoms")
+    for k in sorted(children, key=key)[:max_parents]:
+        hms = f"HMS {_fmt(scores[k])}" if scores and scores[k] is not None else "HMS –"
+        node = root.add(f"[bold]latent {k}[/bold]  {hms}  ({len(children[k])} children)")
+        node.add(", ".join(str(c) for c in children[k][:40]) + (" …" if len(children[k]) > 40 else ""))
+    return root
+
+
+def dumps(data) -> str:
+    return json.dumps(data, indent=2)

@@ -1,0 +1,122 @@
+"""Final figures of a trained cascade, per level: reconstruction (FVU, L0), health (dead share,
+near-duplicate atoms, orphans), HMS (spec §7) and, on planted data, hierarchy recovery.
+
+Level 1 is measured on store rows; level l ≥ 2 on all atoms of level l−1 (its data).
+Everything streams over the store in chunks.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from hsae.cascade.cascade import Cascade
+from hsae.cascade.hierarchy import assign_parents, evaluating, hierarchy_dict
+from hsae.metrics.health import near_duplicate_pairs
+from hsae.metrics.hms import hms_by_level, semantic_vectors
+from hsae.metrics.pooling import pool_images
+from hsae.metrics.recovery import hierarchy_recovery
+from hsae.metrics.truth import load_truth
+from hsae.recipe.schema import EvalConfig
+from hsae.store import ActivationStore
+
+CHUNK_ROWS = 4096
+
+
+def _row_chunks(store: ActivationStore, max_rows: int | None) -> Iterator[tuple[int, np.ndarray]]:
+    limit = store.n_rows if max_rows is None else min(max_rows, store.n_rows)
+    for start, block in store.iter_chunks(CHUNK_ROWS):
+        if start >= limit:
+            return
+        yield start, block[: limit - start]
+
+
+@torch.no_grad()
+def _level1_codes(cascade: Cascade, store: ActivationStore, scale: float, max_rows: int | None
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(x, x_hat, z) per chunk of store rows, x already scaled."""
+    sae = cascade.level(1)
+    device = sae.W_dec.device
+    for _, block in _row_chunks(store, max_rows):
+        x = torch.as_tensor(block, dtype=torch.float32, device=device) * scale
+        out = sae(x)
+        yield x, out.x_hat, out.z
+
+
+@torch.no_grad()
+def level1_figures(cascade: Cascade, store: ActivationStore, scale: float, max_rows: int | None) -> dict:
+    """FVU = Σ||x − x_hat||² / Σ||x − mean x||², mean L0 and the share of latents that never fired."""
+    n, sq_err, sum_x, sum_sq, l0 = 0, 0.0, None, 0.0, 0.0
+    fired = torch.zeros(cascade.level(1).n_latents, dtype=torch.bool)
+    for x, x_hat, z in _level1_codes(cascade, store, scale, max_rows):
+        n += x.shape[0]
+        sq_err += float((x - x_hat).double().pow(2).sum())
+        sum_x = x.double().sum(0) if sum_x is None else sum_x + x.double().sum(0)
+        sum_sq += float(x.double().pow(2).sum())
+        l0 += float((z > 0).sum())
+        fired |= (z > 0).any(0).cpu()
+    variance = sum_sq - float(sum_x.pow(2).sum()) / n
+    return {"rows": n, "fvu": sq_err / variance, "l0": l0 / n, "dead": float((~fired).float().mean())}
+
+
+@torch.no_grad()
+def upper_level_figures(cascade: Cascade, l: int) -> dict:
+    """Level l ≥ 2 on every atom of level l−1: FVU, L0 and latents active on no atom."""
+    atoms = cascade.level(l - 1).W_dec.t()
+    out = cascade.level(l)(atoms)
+    variance = (atoms - atoms.mean(0)).pow(2).sum()
+    return {
+        "rows": atoms.shape[0],
+        "fvu": float((atoms - out.x_hat).pow(2).sum() / variance.clamp_min(1e-12)),
+        "l0": float((out.z > 0).sum(-1).float().mean()),
+        "dead": float((~(out.z > 0).any(0)).float().mean()),
+    }
+
+
+def image_chunks(cascade: Cascade, store: ActivationStore, scale: float, embeddings: np.ndarray,
+                 config: EvalConfig):
+    """A re-iterable source of (pooled level-1 activations per image, that image's embedding)."""
+    index = store.image_index()
+
+    def coded():
+        start = 0
+        for x, _, z in _level1_codes(cascade, store, scale, config.max_rows):
+            rows = np.arange(start, start + x.shape[0])
+            start += x.shape[0]
+            yield z, rows if index is None else index[rows]
+
+    def chunks():
+        for ids, pooled in pool_images(coded(), config.pooling):
+            yield pooled, torch.as_tensor(embeddings[ids.numpy()], dtype=torch.float32)
+
+    return chunks
+
+
+def evaluate(cascade: Cascade, store: ActivationStore, scale: float, config: EvalConfig,
+             embeddings: np.ndarray | None) -> tuple[dict, dict]:
+    """(metrics.json content, hierarchy.json content) for a trained cascade."""
+    with evaluating(cascade):
+        parents = assign_parents(cascade)
+        widths = [cascade.level(l).n_latents for l in range(1, cascade.depth + 1)]
+        levels = {"1": level1_figures(cascade, store, scale, config.max_rows)}
+        for l in range(2, cascade.depth + 1):
+            levels[str(l)] = upper_level_figures(cascade, l)
+        for l in range(1, cascade.depth + 1):
+            levels[str(l)]["near_duplicate_pairs"] = near_duplicate_pairs(cascade.level(l).W_dec,
+                                                                          config.duplicate_threshold)
+            levels[str(l)]["n_latents"] = widths[l - 1]
+        for l, pi in enumerate(parents, start=2):
+            levels[str(l)]["orphans"] = int((pi < 0).sum())
+        if embeddings is not None and parents:
+            vectors = semantic_vectors(image_chunks(cascade, store, scale, embeddings, config),
+                                       weighting=config.weighting, top_m=config.top_m)
+            for report in hms_by_level(vectors, parents, top_level_size=widths[-1], null_draws=config.null_draws):
+                levels[str(report.level)]["hms"] = report.to_dict(per_parent=True)
+        metrics = {"levels": levels}
+        if store.has("truth") and parents:
+            truth = load_truth(store)
+            metrics["recovery"] = hierarchy_recovery(cascade.level(1).W_dec.t(), parents, truth,
+                                                     config.match_threshold).to_dict()
+    return metrics, hierarchy_dict(parents, widths)

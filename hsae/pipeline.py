@@ -1,0 +1,105 @@
+"""What ``hsae run`` does, stage by stage: activations → training → evaluation → files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from hsae import registry
+from hsae.errors import BadInput
+from hsae.evaluation import evaluate
+from hsae.interfaces.dataset import ActivationSource, Progress
+from hsae.recipe.load import parse_recipe
+from hsae.recipe.schema import Recipe
+from hsae.run_dir import RunDir, write_json
+from hsae.store import ActivationStore
+from hsae.train.checkpoint import latest_checkpoint
+from hsae.train.trainer import StepCallback, Trainer
+
+
+@dataclass
+class Hooks:
+    """Progress reporting the CLI plugs in (all optional)."""
+
+    store_progress: Progress | None = None
+    train_progress: Callable[[int], StepCallback] | None = None  # called with the total steps
+    message: Callable[[str], None] = lambda text: None
+
+
+def prepare_store(recipe: Recipe, run: RunDir, hooks: Hooks) -> ActivationStore:
+    """Open the user's store, or have the dataset plugin / extraction stage write one."""
+    if recipe.data.activations is not None:
+        store = ActivationStore(recipe.data.activations)
+    else:
+        if recipe.data.dataset is not None:
+            source = registry.create("hsae.datasets", recipe.data.dataset)
+            if not isinstance(source, ActivationSource):
+                raise BadInput(f"data.dataset: {recipe.data.dataset['name']!r} is an image dataset; "
+                               "image datasets go in the extract section with an extractor")
+            source.write_store(run.store, hooks.store_progress)
+        else:
+            from hsae.extract import run_extraction  # the optional image-model stage
+
+            run_extraction(recipe.extract, run.store, hooks.store_progress)
+        store = ActivationStore(run.store)
+    if recipe.data.width is not None:
+        store.check_width(recipe.data.width)
+    return store
+
+
+def image_embeddings(recipe: Recipe, store: ActivationStore, run: RunDir) -> np.ndarray | None:
+    """Fixed-backbone embeddings of the store's images (row = image id), or None (no HMS)."""
+    if recipe.eval.backbone is None:
+        return None
+    backbone = registry.create("hsae.backbones", recipe.eval.backbone)
+    return np.asarray(backbone.store_embeddings(store, recipe, run.root))
+
+
+def check_run_dir(run: RunDir, tree: dict, fresh: bool) -> None:
+    """Refuse to mix two recipes in one run directory; ``fresh`` starts over."""
+    if fresh and run.root.exists():
+        import shutil
+
+        shutil.rmtree(run.root)
+    saved = run.read_recipe_tree()
+    if saved is not None and saved != tree and latest_checkpoint(run.checkpoints) is not None:
+        raise BadInput(f"{run.root} holds a run of a different recipe; resume it with the same recipe, "
+                       "choose another --out, or pass --fresh to start over")
+
+
+def run_recipe(recipe: Recipe, tree: dict, run: RunDir, hooks: Hooks, fresh: bool = False) -> dict:
+    """Train and evaluate; returns metrics.json's content. Resumes from the last checkpoint."""
+    check_run_dir(run, tree, fresh)
+    run.write_recipe(tree)
+    store = prepare_store(recipe, run, hooks)
+    trainer = Trainer(recipe.model, recipe.train, store, run, recipe.data.normalize)
+    callback = hooks.train_progress(recipe.train.steps) if hooks.train_progress else None
+    result = trainer.fit(callback)
+    if result.resumed_from is not None:
+        hooks.message(f"resumed from the checkpoint at step {result.resumed_from}")
+    run.save_model(result.cascade, result.scale, {"store": str(store.path)})
+    return evaluate_run(run, recipe, store)
+
+
+def evaluate_run(run: RunDir, recipe: Recipe | None = None, store: ActivationStore | None = None) -> dict:
+    """(Re)compute metrics.json and hierarchy.json of a finished run."""
+    cascade, config = run.load_model()
+    if recipe is None:
+        recipe = parse_recipe(run.read_recipe_tree() or {}, str(run.recipe))
+    if store is None:
+        store = ActivationStore(Path(config["store"]))
+    metrics, hierarchy = evaluate(cascade, store, config["scale"], recipe.eval, image_embeddings(recipe, store, run))
+    metrics["recipe"] = recipe.name
+    write_json(run.metrics, metrics)
+    write_json(run.hierarchy, hierarchy)
+    return metrics
+
+
+def load_metrics(run: RunDir) -> dict:
+    if not run.metrics.exists():
+        raise BadInput(f"{run.root}: no metrics.json; run `hsae eval {run.root}` first")
+    return json.loads(run.metrics.read_text())

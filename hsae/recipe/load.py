@@ -1,0 +1,121 @@
+"""Reading a recipe: YAML (safe_load), ``--set a.b=c`` overrides, validation with errors that
+name the YAML path, the bad value and what was expected, and a check that every plugin exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from hsae import registry
+from hsae.errors import BadInput
+from hsae.recipe.schema import Recipe
+
+
+def _yaml_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(recipe)"
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid recipe"]
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-after")))
+        value = "" if err["type"] in ("missing", "extra_forbidden") else f" (got {err['input']!r})"
+        what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"  {_yaml_path(loc)}: {what}{value}")
+    return "\n".join(lines)
+
+
+def apply_override(tree: dict, assignment: str) -> None:
+    """Set ``a.b.0.c=value`` in a nested dict/list; the value is parsed as YAML."""
+    if "=" not in assignment:
+        raise BadInput(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    value = yaml.safe_load(raw) if raw.strip() else None
+    node: Any = tree
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise BadInput(f"--set {key}: {'.'.join(parts[:i]) or 'recipe'} is a list of {len(node)}; "
+                               f"{part!r} is not an index in it")
+            part = int(part)
+            if last:
+                node[part] = value
+            else:
+                node = node[part]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise BadInput(f"--set {key}: {'.'.join(parts[:i])} is a value ({node!r}), not a section")
+
+
+def read_recipe_tree(path: Path) -> dict:
+    """The recipe file as plain data."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"recipe file not found: {path}")
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(tree, dict):
+        raise BadInput(f"{path}: a recipe is a YAML mapping of sections (data, model, train, eval); got {type(tree).__name__}")
+    return tree
+
+
+def parse_recipe(tree: dict, source: str = "recipe", base_dir: Path | None = None) -> Recipe:
+    """Validate plain data as a Recipe; relative store paths are taken from ``base_dir``."""
+    try:
+        recipe = Recipe.model_validate(tree)
+    except ValidationError as exc:
+        raise BadInput(_describe(exc, source)) from None
+    if base_dir is not None and recipe.data.activations is not None and not recipe.data.activations.is_absolute():
+        candidate = base_dir / recipe.data.activations
+        if candidate.exists() and not recipe.data.activations.exists():
+            recipe.data.activations = candidate
+    return recipe
+
+
+def load_recipe(path: Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe (no plugin is checked yet: see :func:`check_recipe`)."""
+    tree = read_recipe_tree(path)
+    for assignment in overrides or []:
+        apply_override(tree, assignment)
+    return parse_recipe(tree, str(path), Path(path).parent)
+
+
+def check_recipe(recipe: Recipe) -> None:
+    """Everything that can be checked without running: plugins exist and accept their options,
+    and the store named by ``data.activations`` exists."""
+    for l, level in enumerate(recipe.model.levels):
+        spec = dict(level.encoder)
+        name = spec.pop("name")
+        try:
+            registry.validate_options("hsae.encoders", name, spec)
+        except BadInput as exc:
+            raise BadInput(f"model.levels[{l}].encoder: {exc}") from None
+    plugin_sections = [("data.dataset", "hsae.datasets", recipe.data.dataset),
+                       ("eval.backbone", "hsae.backbones", recipe.eval.backbone)]
+    for where, group, spec in plugin_sections:
+        if spec is not None:
+            options = dict(spec)
+            try:
+                registry.validate_options(group, options.pop("name"), options)
+            except BadInput as exc:
+                raise BadInput(f"{where}: {exc}") from None
+    if recipe.extract is not None:
+        from hsae.extract import check_extract_config  # the extraction stage validates its own section
+
+        check_extract_config(recipe.extract)
+    if recipe.data.activations is not None and not Path(recipe.data.activations).exists():
+        raise BadInput(f"data.activations: store not found: {recipe.data.activations}")

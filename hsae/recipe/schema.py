@@ -1,0 +1,79 @@
+"""The recipe: one pydantic model per YAML section. Key names are a public contract
+(``docs/recipes.md``); unknown keys are rejected everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hsae.cascade.config import CascadeConfig
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(Section):
+    """Where activations come from: a dataset plugin that writes a store, or a user's store."""
+
+    dataset: dict[str, Any] | None = Field(None, description="an hsae.datasets activation source: {name: ..., <options>}")
+    activations: Path | None = Field(None, description="path of an activation store (docs/formats.md)")
+    width: int | None = Field(None, gt=0, description="expected activation width d, checked against the store")
+    normalize: bool = Field(True, description="divide activations by one global factor so that E||x||² = d")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DataConfig":
+        if self.dataset is not None and self.activations is not None:
+            raise ValueError("give either 'dataset' (a plugin) or 'activations' (a store path), not both")
+        if self.dataset is not None and "name" not in self.dataset:
+            raise ValueError("'dataset' needs a 'name' (an entry point of hsae.datasets)")
+        return self
+
+
+class TrainConfig(Section):
+    steps: int = Field(2000, gt=0)
+    batch_size: int = Field(1024, gt=0)
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate (levels may override)")
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = Field(100, ge=0, description="linear learning-rate warm-up")
+    decay_start: float = Field(0.8, ge=0, le=1, description="fraction of steps after which the rate decays linearly to 0")
+    grad_clip: float | None = Field(1.0, gt=0, description="gradient-norm clipping (null: off)")
+    seed: int = 0
+    checkpoint_every: int = Field(500, gt=0)
+    keep_checkpoints: int = Field(2, gt=0)
+    log_every: int = Field(10, gt=0, description="steps between lines of metrics.jsonl")
+    dead_window: int = Field(500, gt=0, description="steps without firing after which a latent counts as dead")
+    device: str = "cpu"
+    threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's choice)")
+
+
+class EvalConfig(Section):
+    backbone: dict[str, Any] | None = Field(
+        None, description="hsae.backbones plugin for HMS image embeddings; null: skip HMS")
+    pooling: Literal["mean", "max"] = Field("mean", description="token activations pooled per image")
+    weighting: Literal["all", "top_m"] = Field("all", description="Eq. 41 weighting, or the plain top-M mean")
+    top_m: int = Field(10, gt=0)
+    null_draws: int = Field(20, gt=0)
+    max_rows: int | None = Field(None, gt=0, description="evaluate on at most this many store rows")
+    duplicate_threshold: float = Field(0.95, gt=0, le=1, description="cosine above which two atoms count as near-duplicates")
+    match_threshold: float = Field(0.9, gt=0, le=1, description="cosine for matching learned atoms to planted leaves")
+
+
+class Recipe(Section):
+    name: str = "run"
+    data: DataConfig = DataConfig()
+    extract: dict[str, Any] | None = Field(None, description="extraction stage (docs/extraction.md)")
+    model: CascadeConfig
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _has_data(self) -> "Recipe":
+        sources = [self.data.dataset is not None, self.data.activations is not None, self.extract is not None]
+        if sum(sources) != 1:
+            raise ValueError(
+                "give exactly one source of activations: data.dataset (a plugin), data.activations "
+                "(a store path) or an extract section")
+        return self

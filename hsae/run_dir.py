@@ -1,0 +1,105 @@
+"""The run directory: every file a run writes, and loading a finished model back.
+
+    recipe.yaml         the resolved recipe (overrides applied)
+    config.json         what is needed to rebuild the model: width, scale, cascade config, versions
+    model.safetensors   levels.{l}.W_enc (n_l, d), levels.{l}.b_enc, levels.{l}.W_dec (d, n_l),
+                        levels.{l}.b_dec, plus encoder-specific tensors levels.{l}.encoder.*
+    metrics.jsonl       one JSON line per logged step
+    metrics.json        final figures per level (reconstruction, health, HMS, recovery)
+    hierarchy.json      per level, the parent of every atom (−1: none) and the children of every latent
+    checkpoints/        step-NNNNNNNN/ folders (hsae.train.checkpoint)
+    activations.h5      the store, when the recipe's data came from a dataset plugin
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from hsae import __version__
+from hsae.cascade.cascade import Cascade
+from hsae.cascade.config import CascadeConfig
+from hsae.errors import BadInput
+
+
+def write_json(path: Path, data) -> None:
+    """Write JSON atomically (a temp file renamed over the target)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    @property
+    def recipe(self) -> Path:
+        return self.root / "recipe.yaml"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model.safetensors"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def hierarchy(self) -> Path:
+        return self.root / "hierarchy.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def store(self) -> Path:
+        return self.root / "activations.h5"
+
+    def write_recipe(self, tree: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.recipe.write_text(yaml.safe_dump(tree, sort_keys=False))
+
+    def read_recipe_tree(self) -> dict | None:
+        return yaml.safe_load(self.recipe.read_text()) if self.recipe.exists() else None
+
+    def save_model(self, cascade: Cascade, scale: float, extra: dict | None = None) -> None:
+        """config.json and model.safetensors (the ``levels.*`` tensors only)."""
+        tensors = {k: v.detach().cpu().contiguous() for k, v in cascade.state_dict().items() if k.startswith("levels.")}
+        tmp = self.model.with_name(self.model.name + ".tmp")
+        save_file(tensors, tmp, metadata={"format": "hsae-cascade", "hsae_version": __version__})
+        os.replace(tmp, self.model)
+        write_json(self.config, {
+            "hsae_version": __version__,
+            "n_inputs": cascade.n_inputs,
+            "scale": scale,
+            "model": cascade.config.model_dump(by_alias=True),
+            **(extra or {}),
+        })
+
+    def load_model(self) -> tuple[Cascade, dict]:
+        """Rebuild the cascade of a finished run; returns it (in eval mode) and config.json."""
+        if not (self.config.exists() and self.model.exists()):
+            raise BadInput(f"{self.root} is not a finished run: config.json or model.safetensors is missing")
+        config = json.loads(self.config.read_text())
+        cascade = Cascade(config["n_inputs"], CascadeConfig.model_validate(config["model"]))
+        missing, unexpected = cascade.load_state_dict(load_file(self.model), strict=False)
+        missing = [k for k in missing if k.startswith("levels.")]
+        if missing or unexpected:
+            raise BadInput(f"{self.model}: tensors do not match config.json (missing {missing}, unexpected {unexpected})")
+        return cascade.eval(), config

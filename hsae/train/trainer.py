@@ -1,0 +1,132 @@
+"""Training a cascade on an activation store: one Adam over all levels (Eq. 10/25), warm-up
+and decay, gradient clipping, unit-norm decoders, metrics.jsonl, resumable checkpoints.
+
+A run resumed from a checkpoint continues the same batch stream and RNG state, so on CPU it
+ends bit-identical to an uninterrupted run with the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from hsae.cascade.cascade import Cascade, CascadeOutput
+from hsae.cascade.config import CascadeConfig
+from hsae.run_dir import RunDir
+from hsae.recipe.schema import TrainConfig
+from hsae.store import ActivationStore
+from hsae.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from hsae.train.schedule import lr_multiplier
+
+StepCallback = Callable[[int, dict | None], None]
+"""Called after every step as ``callback(step, metrics)``; metrics is None between log lines."""
+
+SCALE_ROWS = 8192
+
+
+def global_scale(store: ActivationStore) -> float:
+    """Factor c with E||c·x||² = d, estimated on the store's first rows (deterministic)."""
+    x = torch.as_tensor(store.rows(0, min(store.n_rows, SCALE_ROWS)), dtype=torch.float64)
+    mean_sq = float(x.pow(2).sum(1).mean())
+    return (store.width / mean_sq) ** 0.5 if mean_sq > 0 else 1.0
+
+
+def step_metrics(step: int, lr: float, out: CascadeOutput, cascade: Cascade, dead_window: int) -> dict:
+    """One line of metrics.jsonl."""
+    levels = {}
+    for lv in out.levels:
+        levels[str(lv.level)] = {
+            "loss": float(lv.loss.detach()), "weight": lv.weight, "fvu": float(lv.fvu), "l0": float(lv.l0),
+            "dead": cascade.monitors[str(lv.level)].dead_fraction(dead_window),
+            "n_inputs": lv.n_inputs, "n_active": lv.n_active,
+        }
+    return {"step": step, "loss": float(out.loss.detach()), "lr": lr, "levels": levels}
+
+
+@dataclass
+class TrainResult:
+    cascade: Cascade
+    scale: float
+    resumed_from: int | None
+
+
+class Trainer:
+    def __init__(self, model: CascadeConfig, train: TrainConfig, store: ActivationStore, run: RunDir,
+                 normalize: bool = True):
+        self.model_config, self.cfg, self.store, self.run = model, train, store, run
+        self.normalize = normalize
+
+    def _build(self) -> tuple[Cascade, torch.optim.Optimizer]:
+        torch.manual_seed(self.cfg.seed)
+        cascade = Cascade(self.store.width, self.model_config)
+        cascade.reset_parameters(torch.Generator().manual_seed(self.cfg.seed))
+        cascade.to(self.cfg.device).train()
+        optimizer = torch.optim.Adam(cascade.param_groups(self.cfg.lr), betas=self.cfg.betas)
+        for group in optimizer.param_groups:
+            group["base_lr"] = group["lr"]
+        return cascade, optimizer
+
+    def _resume(self, cascade: Cascade, optimizer: torch.optim.Optimizer) -> tuple[int, float | None]:
+        path = latest_checkpoint(self.run.checkpoints)
+        if path is None:
+            return 0, None
+        ckpt = load_checkpoint(path)
+        cascade.load_state_dict(ckpt.model)
+        optimizer.load_state_dict(ckpt.optimizer)
+        torch.set_rng_state(torch.tensor(ckpt.extra["rng"], dtype=torch.uint8))
+        self._truncate_log(ckpt.step)
+        return ckpt.step, ckpt.extra["scale"]
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop metrics.jsonl lines of steps after the checkpoint (they will be logged again)."""
+        if not self.run.log.exists():
+            return
+        kept = []
+        for line in self.run.log.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] < step:
+                    kept.append(line)
+            except (ValueError, KeyError):
+                break  # a line cut by a kill: everything after it is redone
+        self.run.log.write_text("".join(l + "\n" for l in kept))
+
+    def fit(self, callback: StepCallback | None = None) -> TrainResult:
+        cfg = self.cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        cascade, optimizer = self._build()
+        start, scale = self._resume(cascade, optimizer)
+        resumed_from = start if start else None
+        if scale is None:
+            scale = global_scale(self.store) if self.normalize else 1.0
+        batches = self.store.batches(cfg.batch_size, cfg.seed, start_step=start)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.run.root.mkdir(parents=True, exist_ok=True)
+        with open(self.run.log, "a") as log:
+            for step in range(start, cfg.steps):
+                x = next(batches).to(cfg.device, non_blocking=True) * scale
+                out = cascade(x, step)
+                optimizer.zero_grad(set_to_none=True)
+                out.loss.backward()
+                cascade.after_backward()
+                if cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                factor = lr_multiplier(step, cfg.steps, cfg.warmup_steps, cfg.decay_start)
+                for group in optimizer.param_groups:
+                    group["lr"] = group["base_lr"] * factor
+                optimizer.step()
+                cascade.after_step()
+                metrics = None
+                if step % cfg.log_every == 0 or step == cfg.steps - 1:
+                    metrics = step_metrics(step, cfg.lr * factor, out, cascade, cfg.dead_window)
+                    log.write(json.dumps(metrics) + "\n")
+                    log.flush()
+                if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+                    save_checkpoint(self.run.checkpoints, step + 1, cascade, optimizer,
+                                    {"scale": scale, "rng": torch.get_rng_state().tolist()}, cfg.keep_checkpoints)
+                if callback is not None:
+                    callback(step, metrics)
+        return TrainResult(cascade, scale, resumed_from)
