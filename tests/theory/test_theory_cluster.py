@@ -42,10 +42,12 @@ def test_same_parent_atoms_share_their_support(data):
 
 
 def test_support_inconsistency_counts_differing_same_parent_pairs():
-    codes = np.array([[1, 0], [1, 0], [0, 1], [0, 1]])
+    # supports, not values, are compared: atoms 0 and 1 share the support {0, 2} with different magnitudes
+    codes = np.array([[2.0, 0, 1.0], [0.5, 0, 3.0], [0, 1.0, 1.0], [0, 1.0, 0]])
     parents = np.array([0, 0, 0, 1])
     assert support_inconsistency(codes, parents) == pytest.approx(2 / 3)
     assert support_inconsistency(codes, parents, [0, 1, 3]) == 0.0
+    assert support_inconsistency(codes, parents, [1, 2]) == 1.0
     with pytest.raises(BadInput, match="same-parent pair"):
         support_inconsistency(codes, parents, [0, 3])
 

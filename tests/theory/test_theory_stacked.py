@@ -147,12 +147,27 @@ def test_capacity_condition_spares_a_bottleneck_as_wide_and_sparse_as_the_input(
     assert not capacity_condition(n, k, n, k, **params)
 
 
+@SETTINGS
+@given(geometry(), st.integers(1, 6), st.integers(1, 6), st.floats(1.01, 3.0))
+def test_worse_reconstruction_or_rougher_decoder_weakens_the_condition(params, k, k_prime, factor):
+    """A larger η or L shrinks δ' = (δ − 2η)/L, which enlarges the bottleneck packing bound."""
+    shape = dict(n=40, k=k, m=20, k_prime=k_prime)
+    gap = capacity_gap(**shape, **params)
+    assert capacity_gap(**shape, **{**params, "L": params["L"] * factor}) < gap
+    larger_eta = min(params["eta"] * factor + 0.01 * params["delta"], 0.49 * params["delta"])
+    assert capacity_gap(**shape, **{**params, "eta": larger_eta}) < gap
+
+
 def test_capacity_condition_evaluates_the_paper_inequality():
     # n=10, k=3, m=4, k'=1, R=R'=1, δ=0.1, η=0, L=1, c=1: C(10,3)·10³ = 120000 > C(4,1)·21 = 84
     assert capacity_condition(10, 3, 4, 1, R=1.0, R_prime=1.0, delta=0.1, eta=0.0, L=1.0, c=1.0)
     assert math.isclose(capacity_gap(10, 3, 4, 1, R=1.0, R_prime=1.0, delta=0.1, eta=0.0, L=1.0, c=1.0),
                         math.log(120000 / 84))
     assert math.isclose(log_sparse_packing_lower(10, 3, 1.0, 0.1, 1.0), math.log(120000))
+    # η = 0.02, L = 2: δ' = (0.1 − 0.04)/2 = 0.03, bottleneck bound C(4,1)·(1 + 2/0.03) = 812/3
+    assert math.isclose(bottleneck_separation(0.1, 0.02, 2.0), 0.03)
+    assert math.isclose(capacity_gap(10, 3, 4, 1, R=1.0, R_prime=1.0, delta=0.1, eta=0.02, L=2.0, c=1.0),
+                        math.log(120000 / (812 / 3)))
 
 
 def test_bad_inputs_are_rejected():
