@@ -1,0 +1,177 @@
+"""Shared machinery of the transformers extractors: load, prompt, hook, split per image.
+
+A subclass names the module-path templates of its family's vision and language layers, the
+layout each kind of layer produces (``hsae.extract.layout``), and whether vision layers
+start with a class token. Everything else (``from_pretrained`` from a directory or a hub
+id, the chat template, ``torch.inference_mode``, stopping the pass at the hooked layer) is
+here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+from transformers import AutoModelForImageTextToText, AutoProcessor
+
+from hsae.errors import BadInput
+from hsae.extract.device import resolve_device, resolve_dtype
+from hsae.extract.hooks import capture_output
+from hsae.extract.layers import ResolvedLayer, resolve_layer
+from hsae.extract.layout import Layout, infer_layout, split_flattened, split_per_image, split_sequence
+from hsae.interfaces.extractor import Extractor
+
+VISION_TOWER_TEMPLATES = (
+    "model.vision_tower.encoder.layers.{i}",  # transformers >= 5.6
+    "model.vision_tower.vision_model.encoder.layers.{i}",  # 4.52 to 5.5
+    "vision_tower.vision_model.encoder.layers.{i}",  # before 4.52
+)
+LANGUAGE_TEMPLATES = (
+    "model.language_model.layers.{i}",  # transformers >= 4.52
+    "language_model.model.layers.{i}",  # before 4.52
+)
+
+
+class TransformersExtractor(Extractor):
+    """Base of extractors over a transformers image-text model and its processor."""
+
+    layer_templates: ClassVar[Mapping[str, Sequence[str]]] = {}
+    vision_layout: ClassVar[Layout] = "per_image"
+    vision_class_token: ClassVar[bool] = False
+    model_types: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config=None) -> None:
+        super().__init__(config)
+        self._model: Any = None
+        self._processor: Any = None
+        self._layer: ResolvedLayer | None = None
+        self._width: int | None = None
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _load_model(self, dtype: torch.dtype):
+        return AutoModelForImageTextToText.from_pretrained(self.config.model, dtype=dtype)
+
+    def _load_processor(self):
+        return AutoProcessor.from_pretrained(self.config.model)
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        device = resolve_device(self.config.device)
+        dtype = resolve_dtype(self.config.dtype, device)
+        try:
+            processor = self._load_processor()
+            model = self._load_model(dtype)
+        except (OSError, ValueError, ImportError) as exc:
+            raise BadInput(f"cannot load model {self.config.model!r} with from_pretrained: {exc}") from None
+        if self.model_types and model.config.model_type not in self.model_types:
+            raise BadInput(
+                f"model {self.config.model!r} is a {model.config.model_type!r} model; "
+                f"the {self.__class__.__name__} extractor expects {' or '.join(self.model_types)}"
+            )
+        self._check_processor(processor)
+        self._model, self._processor, self._device = model.to(device).eval(), processor, device
+        self._layer = resolve_layer(self._model, self.config.layer, self.layer_templates, where=f"model {self.config.model!r}")
+        self._width = self._layer_width()
+
+    def _check_processor(self, processor) -> None:
+        if not hasattr(processor, "image_processor"):
+            raise BadInput(
+                f"AutoProcessor.from_pretrained({self.config.model!r}) returned {type(processor).__name__}, "
+                "which has no image processor; the directory needs processor_config.json (or preprocessor_config.json)"
+            )
+        if getattr(processor, "chat_template", None) is None:
+            raise BadInput(f"the processor of {self.config.model!r} has no chat template (chat_template.jinja)")
+
+    def _layer_width(self) -> int:
+        """d from the config of the layer's tower, or from one probe forward when unknown."""
+        config = self._model.config
+        tower = {"vision": "vision_config", "language": "text_config"}.get(self._layer.kind or "")
+        sub = getattr(config, tower, None) if tower else None
+        if sub is not None and getattr(sub, "hidden_size", None):
+            return int(sub.hidden_size)
+        from PIL import Image
+
+        return int(self._hidden([Image.new("RGB", (32, 32), (128, 128, 128))])[0].shape[-1])
+
+    # -- running ---------------------------------------------------------------------------
+
+    @property
+    def width(self) -> int:
+        if self._width is None:
+            raise RuntimeError("width is known after load()")
+        return self._width
+
+    @property
+    def has_class_token(self) -> bool:
+        return self.vision_class_token and self._layer is not None and self._layer.kind == "vision"
+
+    def source(self) -> dict[str, Any]:
+        self.load()
+        return {
+            "model": self.config.model,
+            "layer": self._layer.path,
+            "layer_requested": self.config.layer,
+            "prompt": self.config.prompt,
+            "tokens": self.config.tokens,
+            "model_type": self._model.config.model_type,
+        }
+
+    def _inputs(self, images: Sequence[Any]):
+        conversations = [
+            [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": self.config.prompt}]}]
+            for image in images
+        ]
+        batch = self._processor.apply_chat_template(
+            conversations,
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_tensors="pt",
+            processor_kwargs={"padding": True},
+        )
+        return batch.to(device=self._device, dtype=self._model.dtype)
+
+    def _hidden(self, images: Sequence[Any]):
+        inputs = self._inputs(images)
+        with torch.inference_mode():
+            hidden = capture_output(self._layer.module, lambda: self._model(**inputs), stop=True)
+        return hidden, inputs
+
+    def _layout(self, hidden: torch.Tensor, inputs, n_images: int) -> Layout:
+        if self._layer.kind == "vision":
+            return self.vision_layout
+        if self._layer.kind == "language":
+            return "sequence"
+        return infer_layout(hidden, inputs, n_images)
+
+    def _image_token_id(self) -> int | None:
+        """The id that fills image positions in ``input_ids``. The model config comes first:
+        Gemma-3's processor calls its placeholder (begin-of-image) the image token."""
+        owners = ((self._model.config, "image_token_id"), (self._model.config, "image_token_index"), (self._processor, "image_token_id"))
+        for owner, attr in owners:
+            value = getattr(owner, attr, None)
+            if isinstance(value, int):
+                return value
+        return None
+
+    def activations(self, images: Sequence[Any]) -> list[torch.Tensor]:
+        self.load()
+        hidden, inputs = self._hidden(images)
+        layout = self._layout(hidden, inputs, len(images))
+        if layout != "sequence" and self.config.tokens == "text":
+            raise BadInput(
+                f"layer {self.config.layer!r} of {self.config.model!r} sees image patches only ({layout} output), "
+                "so tokens: text keeps nothing; use tokens: image (or all)"
+            )
+        if layout == "sequence":
+            per_image = split_sequence(
+                hidden, inputs["input_ids"], inputs.get("attention_mask"), self._image_token_id(), self.config.tokens
+            )
+        elif layout == "flattened":
+            per_image = split_flattened(hidden, inputs["image_grid_thw"])
+        else:
+            per_image = split_per_image(hidden, len(images))
+        return [rows.to("cpu", torch.float32) for rows in per_image]

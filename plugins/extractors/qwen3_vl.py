@@ -1,0 +1,29 @@
+"""Qwen3-VL extractor: vision blocks (the paper's ``visual.blocks.23``) or language layers."""
+
+from __future__ import annotations
+
+from transformers import AutoProcessor
+
+from hsae_plugins.extractors.hf_base import LANGUAGE_TEMPLATES, TransformersExtractor
+from hsae_plugins.extractors.qwen3_vl_processor import register
+
+
+class Qwen3VLExtractor(TransformersExtractor):
+    """Qwen3-VL (e.g. Qwen3-VL-4B-Instruct): hook a vision block or a language layer.
+
+    Vision blocks see the patches of all images of a batch concatenated, ``(Σ P_i, d)``,
+    before the 2×2 merger (so 4 rows per language-model image token), in merge-window order;
+    they are split per image with ``image_grid_thw``. The processor is the image-only
+    shim, so torchvision is not needed.
+    """
+
+    layer_templates = {
+        "vision": ("model.visual.blocks.{i}", "visual.blocks.{i}"),
+        "language": LANGUAGE_TEMPLATES,
+    }
+    vision_layout = "flattened"
+    model_types = ("qwen3_vl", "qwen3_vl_moe")
+
+    def _load_processor(self):
+        register()
+        return AutoProcessor.from_pretrained(self.config.model)
