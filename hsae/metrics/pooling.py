@@ -48,7 +48,7 @@ class _OpenImage:
 
     def __init__(self, image_id: int, value: torch.Tensor, rows: int) -> None:
         self.image_id = image_id
-        self.value = value.clone()  # a copy, so that the chunk it came from can be freed
+        self.value = value.clone()  # a copy, so that the per-run block of the chunk can be freed
         self.rows = rows
 
     def pooled(self, how: str) -> torch.Tensor:
