@@ -40,7 +40,8 @@ class HierarchyConfig(PluginConfig):
         4, description="children per concept: one number, or one per level from level 2 up"
     )
     similarity: float | list[float] = Field(
-        0.7, description="cosine between a concept and its parent: one number, or one per level from level 1 up"
+        0.7,
+        description="cosine between a concept and its parent: one number, or one per level from level 1 up",
     )
     width: int = Field(64, ge=1, description="activation width d")
     n_samples: int = Field(20_000, ge=1)

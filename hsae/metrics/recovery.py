@@ -91,7 +91,9 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
-def level_agreement(level: int, true_labels: np.ndarray, learned_labels: np.ndarray, n_true: int) -> LevelRecovery:
+def level_agreement(
+    level: int, true_labels: np.ndarray, learned_labels: np.ndarray, n_true: int
+) -> LevelRecovery:
     """Pairwise precision/recall/F1 and ARI of ``learned_labels`` (−1: no cluster) against
     ``true_labels`` over the same items."""
     grouped = learned_labels != NO_PARENT
@@ -145,7 +147,9 @@ def _check_parents(learned_parents: Sequence[np.ndarray], n_atoms: int) -> list[
     for position, parent in enumerate(checked):
         name = f"learned_parents[{position}] (π_{position + 2})"
         if parent.ndim != 1 or not np.issubdtype(parent.dtype, np.integer):
-            raise BadInput(f"{name} must be a 1-d integer array; got dtype {parent.dtype}, shape {parent.shape}")
+            raise BadInput(
+                f"{name} must be a 1-d integer array; got dtype {parent.dtype}, shape {parent.shape}"
+            )
         if position == 0 and len(parent) != n_atoms:
             raise BadInput(f"{name} must have one entry per level-1 atom ({n_atoms}); got {len(parent)}")
         n_above = len(checked[position + 1]) if position + 1 < len(checked) else None

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from hsae.errors import BadInput
+from hsae.metrics.truth import load_truth
+from hsae.store import ActivationStore, StoreWriter
 from hsae.synthetic import (
     BLOCK_ROWS,
     HierarchyConfig,
@@ -17,6 +22,7 @@ from hsae.synthetic import (
     n_blocks,
     sample_block,
 )
+from hsae_plugins.datasets.synthetic_hierarchy import SyntheticHierarchy
 
 
 def config(**overrides) -> HierarchyConfig:
@@ -51,7 +57,8 @@ def test_blocks_cover_the_samples_once():
     c = config(n_samples=2 * BLOCK_ROWS + 7)
     tree = build_tree(c)
     blocks = [sample_block(c, tree, b) for b in range(n_blocks(c))]
-    assert [(blk.start, len(blk.leaves)) for blk in blocks] == [(0, BLOCK_ROWS), (BLOCK_ROWS, BLOCK_ROWS), (2 * BLOCK_ROWS, 7)]
+    spans = [(blk.start, len(blk.leaves)) for blk in blocks]
+    assert spans == [(0, BLOCK_ROWS), (BLOCK_ROWS, BLOCK_ROWS), (2 * BLOCK_ROWS, 7)]
 
 
 @settings(max_examples=8, deadline=None)
@@ -86,7 +93,9 @@ def test_fixed_counts_and_full_cooccurrence_keep_every_sample_in_one_family():
 
 
 def test_without_cooccurrence_families_mix_at_chance():
-    c = config(leaves_per_sample=2, count_distribution="fixed", sibling_cooccurrence=0.0, n_samples=BLOCK_ROWS)
+    c = config(
+        leaves_per_sample=2, count_distribution="fixed", sibling_cooccurrence=0.0, n_samples=BLOCK_ROWS
+    )
     tree = build_tree(c)
     families = tree.truth.parents[0][sample_block(c, tree, 0).leaves]
     chance = 3 / 47  # another of the 3 siblings among the 47 other leaves
@@ -146,3 +155,97 @@ def test_embeddings_of_samples_sharing_a_parent_are_closer():
 def test_bad_options_are_rejected(overrides, field):
     with pytest.raises(ValidationError, match=field):
         config(**overrides)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def plugin(**overrides) -> SyntheticHierarchy:
+    options = {
+        "n_samples": 2 * BLOCK_ROWS + 300, "width": 16, "n_roots": 3, "branching": 2, "embedding_dim": 4
+    }
+    return SyntheticHierarchy(SyntheticHierarchy.Config(**{**options, **overrides}))
+
+
+def read_all(path: Path) -> dict[str, np.ndarray]:
+    with ActivationStore(path) as store:
+        truth = [f"truth/level{l}/{part}" for l in (1, 2) for part in ("directions", "parent")]
+        names = ["embeddings", *truth]
+        arrays = {name: store.read(name) for name in names if store.has(name)}
+        arrays["activations"] = store.rows(0, store.n_rows)
+        arrays["image_index"] = store.image_index()
+        arrays["attrs"] = store.attrs
+    return arrays
+
+
+def test_the_store_holds_activations_embeddings_and_truth(tmp_path):
+    source = plugin()
+    seen = []
+    source.write_store(tmp_path / "s.h5", progress=lambda done, total: seen.append((done, total)))
+    stored = read_all(tmp_path / "s.h5")
+    c, n = source.config, source.config.n_samples
+    assert stored["activations"].shape == (n, 16)
+    np.testing.assert_array_equal(stored["image_index"], np.arange(n))
+    assert stored["embeddings"].shape == (n, 4)
+    assert seen[-1] == (n, n) and len(seen) == n_blocks(c)
+    assert stored["attrs"]["dataset"] == "synthetic_hierarchy"
+    assert SyntheticHierarchy.Config(**stored["attrs"]["generator"]) == c
+    assert "truth/level2/parent" not in stored  # the roots have no parent
+    tree = build_tree(c)
+    with ActivationStore(tmp_path / "s.h5") as store:
+        truth = load_truth(store)
+    for got, want in zip(truth.directions + truth.parents, tree.truth.directions + tree.truth.parents):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    last = sample_block(c, tree, n_blocks(c) - 1)
+    np.testing.assert_array_equal(stored["activations"][last.start :], activations(c, tree, last))
+    np.testing.assert_array_equal(stored["embeddings"][last.start :], embeddings(c, tree, last))
+
+
+def test_an_interrupted_write_resumes_to_the_same_store(tmp_path):
+    source = plugin()
+
+    def stop_midway(done, total):
+        if done > BLOCK_ROWS:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        source.write_store(tmp_path / "resumed.h5", progress=stop_midway)
+    assert not (tmp_path / "resumed.h5").exists()
+    source.write_store(tmp_path / "resumed.h5")
+    source.write_store(tmp_path / "straight.h5")
+    resumed, straight = read_all(tmp_path / "resumed.h5"), read_all(tmp_path / "straight.h5")
+    assert resumed.keys() == straight.keys()
+    for name in resumed:
+        if name == "attrs":
+            assert resumed[name] == straight[name]
+        else:
+            np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
+
+
+def test_a_write_resumes_from_a_row_inside_a_block(tmp_path):
+    source = plugin()
+    c = source.config
+    tree = build_tree(c)
+    first = activations(c, tree, sample_block(c, tree, 0))[:1000]
+    path = tmp_path / "resumed.h5"
+    with pytest.raises(Interrupt):
+        with StoreWriter(path, width=16, attrs=source.store_attrs(), with_image_index=True) as writer:
+            writer.append(first, image_index=np.arange(1000))
+            writer.commit()
+            raise Interrupt
+    source.write_store(path)
+    source.write_store(tmp_path / "straight.h5")
+    resumed, straight = read_all(path), read_all(tmp_path / "straight.h5")
+    for name in ("activations", "image_index", "embeddings"):
+        np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
+
+
+def test_a_finished_store_is_kept_or_refused_if_its_options_differ(tmp_path):
+    path = tmp_path / "s.h5"
+    plugin().write_store(path)
+    before = path.stat().st_mtime_ns
+    plugin().write_store(path)
+    assert path.stat().st_mtime_ns == before
+    with pytest.raises(BadInput, match="other options"):
+        plugin(seed=1).write_store(path)
