@@ -164,3 +164,34 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_store(tiny_model_dir, registe
     np.testing.assert_array_equal(resumed["rows"], whole["rows"])
     assert resumed["ids"] == whole["ids"] and resumed["labels"] == whole["labels"]
     assert resumed["attrs"] == whole["attrs"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_an_interrupted_run_resumes_inside_a_batch_without_duplicates(tiny_model_dir, registered, tmp_path):
+    # Images of different sizes make prompts of different lengths, so a batch's padding (and
+    # with it the last bits of a language layer's output) depends on which images share it.
+    folder = tmp_path / "images" / "noise"
+    folder.mkdir(parents=True)
+    for i in range(10):
+        Image.effect_noise((32 * (1 + i % 4), 32 * (1 + i * 7 % 3)), 30).convert("RGB").save(folder / f"{i}.png")
+    dataset = {"name": "image_folder", "root": str(tmp_path / "images")}
+    spec = section(tiny_model_dir("qwen3_vl"), layer="language.1", dataset=dataset, chunk_images=100,
+                   extractor={"batch_size": 3, "tokens": "all"})
+    run_extraction(spec, tmp_path / "whole.h5", QUIET)
+
+    def interrupt(done, total):
+        if done >= 6:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_extraction(spec, tmp_path / "cut.h5", interrupt)
+    summary = run_extraction(spec, tmp_path / "cut.h5", QUIET)
+    # On the way out the writer committed every image but the last one buffered: 5 of 6.
+    assert summary.resumed_at == 5
+    whole, resumed = read_store(tmp_path / "whole.h5"), read_store(tmp_path / "cut.h5")
+    np.testing.assert_array_equal(resumed["image_index"], whole["image_index"])
+    np.testing.assert_array_equal(resumed["rows"], whole["rows"])
+    assert resumed["ids"] == whole["ids"]
