@@ -116,8 +116,8 @@ class Cascade(nn.Module):
             return cfg.lambda_
         return cfg.lambda_ * min(1.0, (step - cfg.start_step + 1) / cfg.lambda_warmup)
 
-    def _prepare_b_dec(self, l: int, inputs: torch.Tensor) -> None:
-        """Initialise b_dec of level l from its first inputs (the geometric median by default)."""
+    def _prepare_level(self, l: int, inputs: torch.Tensor) -> None:
+        """When level l first trains, set its b_dec from its inputs (geometric median by default)."""
         if self.training and not bool(self.b_dec_ready[l - 1]):
             self.level(l).init_b_dec(inputs, self.level_config(l).b_dec_init)
             self.b_dec_ready[l - 1] = True
@@ -145,7 +145,7 @@ class Cascade(nn.Module):
                 if active.numel() == 0:  # A^l empty: L_l and every level above are skipped
                     break
                 inputs, target = self.level_inputs(l, active)
-            self._prepare_b_dec(l, inputs)
+            self._prepare_level(l, inputs)
             sae, cfg = self.level(l), self.level_config(l)
             out = sae(inputs)
             z = out.z
