@@ -39,37 +39,14 @@ def write_json(path: Path, data) -> None:
 class RunDir:
     root: Path
 
-    @property
-    def recipe(self) -> Path:
-        return self.root / "recipe.yaml"
-
-    @property
-    def config(self) -> Path:
-        return self.root / "config.json"
-
-    @property
-    def model(self) -> Path:
-        return self.root / "model.safetensors"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "metrics.jsonl"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.json"
-
-    @property
-    def hierarchy(self) -> Path:
-        return self.root / "hierarchy.json"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def store(self) -> Path:
-        return self.root / "activations.h5"
+    recipe = property(lambda self: self.root / "recipe.yaml")
+    config = property(lambda self: self.root / "config.json")
+    model = property(lambda self: self.root / "model.safetensors")
+    log = property(lambda self: self.root / "metrics.jsonl")
+    metrics = property(lambda self: self.root / "metrics.json")
+    hierarchy = property(lambda self: self.root / "hierarchy.json")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    store = property(lambda self: self.root / "activations.h5")
 
     def write_recipe(self, tree: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from rich import box
 from rich.table import Table
 from rich.tree import Tree
 
@@ -29,24 +30,29 @@ def plugins_table(rows: list[PluginInfo], group: str) -> Table:
     return table
 
 
+def recovery_line(recovery: dict | None) -> str:
+    """'recovery: leaves 0.98 · level 2 F1 0.91 ARI 0.90 · …' on planted data, else ''."""
+    if not recovery:
+        return ""
+    parts = [f"leaves {_fmt(recovery['leaf_recovery'], 2)}"]
+    parts += [f"level {r['level']} F1 {_fmt(r['f1'], 2)} ARI {_fmt(r['ari'], 2)}" for r in recovery["levels"]]
+    return "recovery of the planted hierarchy: " + " · ".join(parts)
+
+
 def summary_table(metrics: dict, title: str = "summary") -> Table:
-    """Per level: FVU, L0, dead share, near-duplicates, HMS (mean/median, null, |P|), recovery."""
-    recovery = metrics.get("recovery")
-    rec_levels = {str(r["level"]): r for r in (recovery or {}).get("levels", [])}
-    table = Table(title=title, title_justify="left")
-    for name in ("level", "latents", "FVU", "L0", "dead", "dup pairs", "HMS mean", "HMS median",
-                 "HMS null", "parents |P|", "recovery"):
-        table.add_column(name, justify="right")
+    """Per level: FVU, L0, dead share, near-duplicate pairs, HMS (mean, median, random-partition
+    null, parents counted); recovery of a planted hierarchy in the caption."""
+    caption = "HMS mean, median, and null (random partition of the same sizes); dup: near-duplicate atom pairs"
+    rec = recovery_line(metrics.get("recovery"))
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, caption_justify="left",
+                  caption=caption + (f"\n{rec}" if rec else ""))
+    for name in ("level", "n", "FVU", "L0", "dead", "dup", "HMS", "median", "null", "|P|"):
+        table.add_column(name, justify="right", no_wrap=True)
     for level, fig in metrics["levels"].items():
         hms = fig.get("hms", {})
-        if level == "1":
-            rec = f"leaves {_fmt(recovery['leaf_recovery'], 2)}" if recovery else "–"
-        else:
-            r = rec_levels.get(level)
-            rec = f"F1 {_fmt(r['f1'], 2)} · ARI {_fmt(r['ari'], 2)}" if r else "–"
-        table.add_row(level, str(fig["n_latents"]), _fmt(fig["fvu"]), _fmt(fig["l0"], 2), _fmt(fig["dead"], 2),
+        table.add_row(level, str(fig["n_latents"]), _fmt(fig["fvu"]), _fmt(fig["l0"], 1), _fmt(fig["dead"], 2),
                       str(fig["near_duplicate_pairs"]), _fmt(hms.get("mean")), _fmt(hms.get("median")),
-                      _fmt(hms.get("null_mean")), _fmt(hms.get("n_parents")), rec)
+                      _fmt(hms.get("null_mean")), _fmt(hms.get("n_parents")))
     return table
 
 
