@@ -108,7 +108,8 @@ class StoreWriter:
             raise BadInput(f"{self.path}: append() got activations of shape {rows.shape} and dtype "
                            f"{rows.dtype} for dataset {ACTIVATIONS!r}; expected floats of shape "
                            f"(rows, {self.width})")
-        rows = rows.astype(self.dtype)
+        with np.errstate(over="ignore"):  # an overflow to inf is reported just below
+            rows = rows.astype(self.dtype)
         finite = np.isfinite(rows).all(axis=1)
         if not finite.all():
             row = self.rows_done + self._pending_rows + int(np.argmin(finite))
