@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from transformers import AutoProcessor
-
 from hsae_plugins.extractors.hf_base import LANGUAGE_TEMPLATES, TransformersExtractor
-from hsae_plugins.extractors.qwen3_vl_processor import register
+from hsae_plugins.extractors.qwen3_vl_processor import Qwen3VLImageOnlyProcessor
 
 
 class Qwen3VLExtractor(TransformersExtractor):
@@ -25,5 +23,6 @@ class Qwen3VLExtractor(TransformersExtractor):
     model_types = ("qwen3_vl", "qwen3_vl_moe")
 
     def _load_processor(self):
-        register()
-        return AutoProcessor.from_pretrained(self.config.model)
+        # Directly, not through AutoProcessor: real checkpoints name the stock Qwen3VLProcessor,
+        # which AutoProcessor would build (and fail on without torchvision).
+        return Qwen3VLImageOnlyProcessor.from_pretrained(self.config.model)

@@ -3,8 +3,10 @@
 The stock ``Qwen3VLProcessor`` declares a video processor, and transformers can only build
 or type-check one when torchvision imports. For image + text nothing video-related is used,
 so this subclass drops the ``video_processor`` argument: the processor then consists of the
-image processor and the tokenizer only, and loads stock Qwen3-VL checkpoint directories.
-:func:`register` makes ``AutoProcessor`` return it for Qwen3-VL configs.
+image processor and the tokenizer only. ``Qwen3VLImageOnlyProcessor.from_pretrained`` loads
+stock Qwen3-VL checkpoint directories (whose configs name ``Qwen3VLProcessor``; the ``qwen3_vl``
+extractor loads it this way). :func:`register` lets ``AutoProcessor`` load directories saved
+from this class, such as the tiny models of ``tiny_models``.
 """
 
 from __future__ import annotations
@@ -20,5 +22,5 @@ class Qwen3VLImageOnlyProcessor(Qwen3VLProcessor):
 
 
 def register() -> None:
-    """Make ``AutoProcessor.from_pretrained`` return the image-only processor for Qwen3-VL."""
+    """Let ``AutoProcessor.from_pretrained`` find this class (for directories that name it)."""
     AutoProcessor.register(Qwen3VLConfig, Qwen3VLImageOnlyProcessor, exist_ok=True)

@@ -4,8 +4,9 @@ Each model uses its family's real transformers classes (model, tokenizer, image 
 processor) at toy sizes, so that extraction, hooks and steering can be exercised on a CPU
 without downloading anything. The directory written by :func:`build` loads back with
 ``AutoModelForImageTextToText.from_pretrained`` and ``AutoProcessor.from_pretrained``
-exactly like a real checkpoint (for Qwen3-VL after the image-only processor is registered,
-which the ``qwen3_vl`` extractor does). Weights are random: the activations have the right
+exactly like a real checkpoint (for Qwen3-VL, ``AutoProcessor`` first needs
+``qwen3_vl_processor.register()``; the ``qwen3_vl`` extractor loads the processor class
+directly). Weights are random: the activations have the right
 shapes and flow, not meaning.
 
 Command line: ``python -m hsae_plugins.extractors.tiny_models FAMILY OUT_DIR``.

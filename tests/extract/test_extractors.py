@@ -161,3 +161,14 @@ def test_hf_module_on_a_vision_only_model(tmp_path, two_images):
     text = HFModuleExtractor(HFModuleExtractor.Config(model=str(tmp_path), layer="encoder.layers.1", device="cpu", tokens="text"))
     with pytest.raises(BadInput, match="image patches only"):
         text.activations(two_images)
+
+
+def test_qwen3_vl_loads_a_checkpoint_that_names_the_stock_processor(tiny_model_dir, tmp_path, two_images):
+    """Real Qwen3-VL checkpoints name ``Qwen3VLProcessor``, which needs torchvision to build."""
+    import shutil
+
+    stock = shutil.copytree(tiny_model_dir("qwen3_vl"), tmp_path / "stock")
+    for path in stock.glob("*.json"):
+        path.write_text(path.read_text().replace("Qwen3VLImageOnlyProcessor", "Qwen3VLProcessor"))
+    acts = make("qwen3_vl", stock, "visual.blocks.1").activations(two_images)
+    assert [a.shape[0] for a in acts] == [14 * 14, 6 * 10]
