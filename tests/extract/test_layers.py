@@ -81,3 +81,13 @@ def test_capture_stops_the_pass_and_keeps_the_first_call():
     assert ran == [1]
     with pytest.raises(HsaeError, match="did not run"):
         capture_output(first, lambda: second(x))
+
+
+@pytest.mark.parametrize("extractor,layer", [("qwen3_vl", "visual.blocks.23"), ("gemma3", "vision_tower.encoder.layers.26"),
+                                             ("llava", "language_model.layers.39")])
+def test_the_extract_section_accepts_the_paper_layers(registered, extractor, layer):
+    from hsae.extract import check_extract_config
+
+    section = {"extractor": {"name": extractor, "model": "/not/needed/to/validate", "layer": layer},
+               "dataset": {"name": "image_folder", "root": "/not/needed/either"}}
+    assert check_extract_config(section).extractor["layer"] == layer
