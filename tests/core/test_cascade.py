@@ -146,7 +146,7 @@ def test_empty_active_set_skips_its_level_and_all_above(build_cascade):
     silence(cascade, 2, slice(None))
     out = cascade(x, step=0)
     assert [o.level for o in out.levels] == [1, 2]
-    assert torch.allclose(out.loss, out.levels[0].loss + out.levels[1].loss)
+    assert torch.allclose(out.loss, out.levels[0].loss + out.levels[1].weight * out.levels[1].loss)
     assert grad_or_zero(out.loss, cascade.level(3).W_dec).abs().sum() == 0
 
 
