@@ -200,17 +200,15 @@ class ActivationStore:
         return ShufflePlan.for_rows(self.n_rows, self.width, self._activations.dtype.itemsize, seed,
                                     chunk_rows=self._activations.chunks[0] if compressed else None)
 
-    def _read_window(self, window: shuffle.Window) -> np.ndarray:
-        """The window's rows in shuffled order, from its ``skip``-th on; each block is checked."""
-        size = sum(stop - start for start, stop in window.ranges)
-        rows = np.empty((size, self.width), dtype=np.float32)
+    def _read_window(self, window: shuffle.Window, buffer: np.ndarray) -> np.ndarray:
+        """Read the window's blocks, checked, into the front of ``buffer``; return that part."""
         at = 0
         for start, stop in window.ranges:
-            block = rows[at:at + stop - start]
+            block = buffer[at:at + stop - start]
             self._read_into(block, start, stop)
             self._check_rows_finite(block, start)
             at += stop - start
-        return rows[window.order[window.skip:]]
+        return buffer[:at]
 
     def batches(self, batch_size: int, seed: int, start_step: int = 0):
         """An endless stream of shuffled float32 ``torch.Tensor`` batches of ``batch_size`` rows,
@@ -224,14 +222,17 @@ class ActivationStore:
                              f"{batch_size}, {seed}, {start_step}")
         if self.n_rows == 0:
             raise BadInput(f"{self.path}: dataset {ACTIVATIONS!r} has no rows")
-        pending: list[np.ndarray] = []
+        plan = self._plan(seed)
+        buffer = np.empty((plan.blocks_per_window * plan.block_rows, self.width), dtype=np.float32)
+        pending: list[np.ndarray] = []  # gathered copies: ``buffer`` is refilled by the next window
         pending_rows = 0
-        for window in self._plan(seed).windows(start_step * batch_size):
-            rows = self._read_window(window)
+        for window in plan.windows(start_step * batch_size):
+            rows = self._read_window(window, buffer)
+            order = window.order[window.skip:]
             at = 0
-            while at < len(rows):
-                take = min(batch_size - pending_rows, len(rows) - at)
-                pending.append(rows[at:at + take])
+            while at < len(order):
+                take = min(batch_size - pending_rows, len(order) - at)
+                pending.append(rows[order[at:at + take]])
                 pending_rows += take
                 at += take
                 if pending_rows == batch_size:
