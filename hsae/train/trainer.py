@@ -8,6 +8,7 @@ ends bit-identical to an uninterrupted run with the same seed.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -91,7 +92,9 @@ class Trainer:
                     kept.append(line)
             except (ValueError, KeyError):
                 break  # a line cut by a kill: everything after it is redone
-        self.run.log.write_text("".join(l + "\n" for l in kept))
+        tmp = self.run.log.with_name(self.run.log.name + ".tmp")  # a kill now must not lose the kept lines
+        tmp.write_text("".join(l + "\n" for l in kept))
+        os.replace(tmp, self.run.log)
 
     def fit(self, callback: StepCallback | None = None) -> TrainResult:
         cfg = self.cfg
