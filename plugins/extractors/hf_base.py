@@ -9,10 +9,12 @@ here.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import torch
+from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from hsae.errors import BadInput
@@ -73,6 +75,10 @@ class TransformersExtractor(Extractor):
             )
         self._check_processor(processor)
         self._model, self._processor, self._device = model.to(device).eval(), processor, device
+        # transformers 5 takes the processor's own options in processor_kwargs; 4.x took them loose.
+        chat = getattr(processor, "apply_chat_template", None)  # absent on a bare image processor
+        takes_nested = chat is not None and "processor_kwargs" in inspect.signature(chat).parameters
+        self._padding = {"processor_kwargs": {"padding": True}} if takes_nested else {"padding": True}
         self._layer = resolve_layer(self._model, self.config.layer, self.layer_templates, where=f"model {self.config.model!r}")
         self._width = self._layer_width()
 
@@ -92,8 +98,6 @@ class TransformersExtractor(Extractor):
         sub = getattr(config, tower, None) if tower else None
         if sub is not None and getattr(sub, "hidden_size", None):
             return int(sub.hidden_size)
-        from PIL import Image
-
         return int(self._hidden([Image.new("RGB", (32, 32), (128, 128, 128))])[0].shape[-1])
 
     # -- running ---------------------------------------------------------------------------
@@ -130,7 +134,7 @@ class TransformersExtractor(Extractor):
             tokenize=True,
             return_dict=True,
             return_tensors="pt",
-            processor_kwargs={"padding": True},
+            **self._padding,
         )
         return batch.to(device=self._device, dtype=self._model.dtype)
 
