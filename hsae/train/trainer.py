@@ -73,6 +73,7 @@ class Trainer:
     def _resume(self, cascade: Cascade, optimizer: torch.optim.Optimizer) -> tuple[int, float | None]:
         path = latest_checkpoint(self.run.checkpoints)
         if path is None:
+            self._truncate_log(0)  # lines of a run killed before its first checkpoint
             return 0, None
         ckpt = load_checkpoint(path)
         cascade.load_state_dict(ckpt.model)
