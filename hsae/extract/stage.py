@@ -31,7 +31,7 @@ from hsae.extract.progress import extraction_meter
 from hsae.interfaces.dataset import ImageDataset, Progress
 from hsae.interfaces.extractor import Extractor
 from hsae.store import ActivationStore, StoreWriter
-from hsae.store.layout import IMAGE_IDS
+from hsae.store.layout import IMAGE_IDS, parts_folder
 
 LABELS = "labels"
 SKIPPED = "skipped_image_ids"
@@ -70,19 +70,21 @@ def _fingerprint(config: ExtractConfig) -> dict[str, Any]:
     ))
 
 
-def _claim(store: Path, fingerprint: dict[str, Any]) -> Path:
-    """Record what this store is being extracted from; refuse a different source on resume."""
-    marker = store.with_name(store.name + ".extract.json")
-    if marker.exists():
-        recorded = json.loads(marker.read_text())
-        if recorded != fingerprint:
-            raise BadInput(
-                f"{store} is an unfinished extraction of a different source ({marker} records {recorded}); "
-                f"resume it with the same extract section, or delete {store.name}.parts/ and {marker.name} to start over"
-            )
-    else:
-        marker.write_text(json.dumps(fingerprint, sort_keys=True, indent=1))
-    return marker
+def _marker(store: Path) -> Path:
+    return store.with_name(store.name + ".extract.json")
+
+
+def _check_same_source(store: Path, fingerprint: dict[str, Any]) -> None:
+    """Refuse to resume an unfinished store that is being extracted from another source."""
+    marker = _marker(store)
+    if not (marker.exists() and parts_folder(store).exists()):
+        return
+    recorded = json.loads(marker.read_text())
+    if recorded != fingerprint:
+        raise BadInput(
+            f"{store} is an unfinished extraction of a different source ({marker} records {recorded}); "
+            f"resume it with the same extract section, or delete {parts_folder(store).name}/ and {marker.name} to start over"
+        )
 
 
 def _source_attrs(config: ExtractConfig, extractor: Extractor, dataset: ImageDataset) -> dict[str, Any]:
@@ -158,7 +160,8 @@ def run_extraction(config: ExtractConfig | dict, store_path: str | Path, progres
     began = time.monotonic()
     extractor: Extractor = registry.create("hsae.extractors", config.extractor)
     dataset: ImageDataset = registry.create("hsae.datasets", config.dataset)
-    marker = _claim(store, _fingerprint(config))
+    fingerprint = _fingerprint(config)
+    _check_same_source(store, fingerprint)
     extractor.load()
     if config.pooling == "cls" and not extractor.has_class_token:
         raise BadInput(
@@ -166,6 +169,8 @@ def run_extraction(config: ExtractConfig | dict, store_path: str | Path, progres
             f"of {extractor.config.model!r} has none (use mean or max)"
         )
     attrs = _source_attrs(config, extractor, dataset)
+    marker = _marker(store)
+    marker.write_text(json.dumps(fingerprint, sort_keys=True, indent=1))
     with StoreWriter(store, width=extractor.width, dtype=config.store_dtype, attrs=attrs, with_image_index=True) as writer:
         resumed_at = writer.images_done
         ids, labels = _write(writer, extractor, dataset, config, progress)

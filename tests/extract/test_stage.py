@@ -81,9 +81,11 @@ def test_pooling_writes_one_row_per_image(tiny_model_dir, registered, tmp_path, 
     np.testing.assert_array_equal(stored["image_index"], [0, 1])
 
 
-def test_cls_pooling_needs_a_class_token(tiny_model_dir, registered, tmp_path):
+def test_cls_pooling_needs_a_class_token_and_a_refused_run_leaves_nothing_behind(tiny_model_dir, registered, tmp_path):
     with pytest.raises(BadInput, match="class token"):
         run_extraction(section(tiny_model_dir("qwen3_vl"), pooling="cls"), tmp_path / "x.h5", QUIET)
+    assert list(tmp_path.iterdir()) == []
+    assert run_extraction(section(tiny_model_dir("qwen3_vl"), pooling="mean"), tmp_path / "x.h5", QUIET).rows == 6
 
 
 def test_a_corrupt_jpeg_is_reported_and_skipped_and_odd_images_extract(tiny_model_dir, registered, tmp_path):
