@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from hsae.errors import BadInput
+from hsae.extract import run_extraction
 from hsae.interfaces.extractor import PAPER_PROMPT
+from hsae.store import ActivationStore
 from hsae_plugins.extractors.gemma3 import Gemma3Extractor
 from hsae_plugins.extractors.hf_module import HFModuleExtractor
 from hsae_plugins.extractors.llava import LlavaExtractor
@@ -172,3 +175,19 @@ def test_qwen3_vl_loads_a_checkpoint_that_names_the_stock_processor(tiny_model_d
         path.write_text(path.read_text().replace("Qwen3VLImageOnlyProcessor", "Qwen3VLProcessor"))
     acts = make("qwen3_vl", stock, "visual.blocks.1").activations(two_images)
     assert [a.shape[0] for a in acts] == [14 * 14, 6 * 10]
+
+
+@pytest.mark.parametrize("family,kind,path,rows,width", CASES, ids=[f"{c[0]}-{c[1]}" for c in CASES])
+def test_store_image_offsets_match_the_hand_counts(tiny_model_dir, two_images, registered, tmp_path, family, kind, path, rows, width):
+    folder = tmp_path / "images" / "any"
+    folder.mkdir(parents=True)
+    for name, image in zip(["a.png", "b.png"], two_images):
+        image.save(folder / name)
+    spec = {"extractor": {"name": family, "model": str(tiny_model_dir(family)), "layer": f"{kind}.1", "device": "cpu"},
+            "dataset": {"name": "image_folder", "root": str(tmp_path / "images")}}
+    run_extraction(spec, tmp_path / "store.h5", lambda done, total: None)
+    with ActivationStore(tmp_path / "store.h5") as store:
+        index = store.image_index()
+        assert store.width == width and store.attrs["layer"] == path
+    assert np.searchsorted(index, [0, 1]).tolist() == [0, rows[0]]  # each image's first row
+    assert np.bincount(index).tolist() == rows
