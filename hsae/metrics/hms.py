@@ -30,7 +30,9 @@ IntArray = torch.Tensor | np.ndarray | Sequence[int]
 # --------------------------------------------------------------------------- semantic vectors
 
 
-def _checked_chunks(chunks: ChunkSource, pass_no: int, widths: list[int]) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+def _checked_chunks(
+    chunks: ChunkSource, pass_no: int, widths: list[int]
+) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
     """Yield the chunks of one pass as float tensors, checking shapes (``widths`` = [n1, D] once known)."""
     first_image = 0
     for chunk_no, (acts, emb) in enumerate(chunks()):
@@ -113,6 +115,15 @@ def _top_images(chunks: ChunkSource, m: int, widths: list[int]) -> tuple[torch.T
     return top_images, top_values > lo[:, None], n_images
 
 
+def _indicator(acts: torch.Tensor, top_images: torch.Tensor, counted: torch.Tensor, first_image: int) -> torch.Tensor:
+    """``w[n, i] = 1`` where chunk image n is one of unit i's counted top images, else 0; (b, n1)."""
+    in_chunk = counted & (top_images >= first_image) & (top_images < first_image + acts.shape[0])
+    units, slots = torch.nonzero(in_chunk, as_tuple=True)
+    weights = acts.new_zeros(acts.shape)
+    weights[top_images[units, slots] - first_image, units] = 1.0
+    return weights
+
+
 def semantic_vectors(
     chunks: ChunkSource,
     *,
@@ -149,9 +160,7 @@ def semantic_vectors(
         if weighting == "all":
             weights = (acts - lo).mul_(scale)
         else:
-            units, slots = torch.nonzero(counted & (top_images >= seen) & (top_images < seen + acts.shape[0]), as_tuple=True)
-            weights = acts.new_zeros(acts.shape)
-            weights[top_images[units, slots] - seen, units] = 1.0
+            weights = _indicator(acts, top_images, counted, seen)
         weighted_sum.addmm_(weights.T, emb)
         weight_total += weights.sum(dim=0)
         seen += acts.shape[0]
@@ -172,16 +181,16 @@ def _parent_index(parents: IntArray, vectors: torch.Tensor, n_parents: int, what
     """``parents`` as int64 on the vectors' device, checked: one id in −1..n_parents−1 per child."""
     n_child = vectors.shape[0]
     if isinstance(n_parents, bool) or not isinstance(n_parents, int) or n_parents < 0:
-        raise BadInput(f"HMS: the number of parents for {what} must be an integer ≥ 0, got {n_parents!r}")
+        raise BadInput(f"HMS: the number of parents for {what} must be an integer >= 0, got {n_parents!r}")
     index = torch.as_tensor(np.asarray(parents) if not isinstance(parents, torch.Tensor) else parents)
     if index.dtype.is_floating_point or index.dtype.is_complex or index.dtype == torch.bool:
-        raise BadInput(f"HMS: {what} must hold integer parent ids (−1 = no parent), got dtype {index.dtype}")
+        raise BadInput(f"HMS: {what} must hold integer parent ids (-1 = no parent), got dtype {index.dtype}")
     if index.ndim != 1 or index.shape[0] != n_child:
         raise BadInput(f"HMS: {what} must have shape ({n_child},) (one entry per child), got {tuple(index.shape)}")
     index = index.to(device=vectors.device, dtype=torch.int64)
     if index.numel() and (int(index.min()) < -1 or int(index.max()) >= n_parents):
         raise BadInput(
-            f"HMS: {what} holds ids in [{int(index.min())}, {int(index.max())}], expected −1 or 0..{n_parents - 1}"
+            f"HMS: {what} holds ids in [{int(index.min())}, {int(index.max())}], expected -1 or 0..{n_parents - 1}"
         )
     return index
 
@@ -298,7 +307,7 @@ def _null_means(units: torch.Tensor, parents: torch.Tensor, n_parents: int, draw
         shuffled = parents.clone()
         shuffled[has] = labels[torch.randperm(labels.numel(), generator=generator).to(labels.device)]
         scores = _scores(units, shuffled, n_parents)
-        means.append(float(torch.nanmean(scores)) if bool((~scores.isnan()).any()) else np.nan)
+        means.append(float(torch.nanmean(scores)))  # NaN when no parent has two children
     return np.asarray(means, dtype=np.float64)
 
 
@@ -313,7 +322,7 @@ def hms_report(
 ) -> HmsReport:
     """HMS of the grouping ``parents`` (child → parent id, −1 = none) of ``vectors`` (Eq. 31, 44-45)."""
     if null_draws < 0:
-        raise BadInput(f"HMS: null_draws must be ≥ 0, got {null_draws}")
+        raise BadInput(f"HMS: null_draws must be >= 0, got {null_draws}")
     vectors = _checked_vectors(vectors)
     index = _parent_index(parents, vectors, n_parents, f"parents of level {level}")
     units = _unit_rows(vectors)

@@ -2,7 +2,7 @@
 
 The per-image activation of unit ``i`` is ``a_i(n) = mean_t z_i(t)`` (or ``max_t``) over the
 tokens ``t`` of image ``n``. Rows arrive in store order as chunks; the rows of one image are
-contiguous but may straddle a chunk boundary. Only the current chunk and one pending (not yet
+contiguous but may straddle a chunk boundary. Only the current chunk and one open (not yet
 finished) image are held, plus the set of finished image ids that enforces contiguity.
 """
 

@@ -254,6 +254,14 @@ def test_random_assignment_scores_like_its_null(seed, draw_seed):
     assert abs(report.null_mean - expected) <= 5 * report.null_std / np.sqrt(20) + 1e-9
 
 
+def test_null_draws_only_from_units_that_have_a_parent():
+    # parented units are orthonormal (every partition of them scores 0); orphans are all parallel
+    vectors = torch.cat([torch.eye(5)[:4], torch.eye(5)[4].repeat(4, 1)])
+    parents = np.array([0, 0, 1, 1, -1, -1, -1, -1])
+    report = hms_report(vectors, parents, 2, null_draws=20)
+    assert report.mean == 0.0 and report.null_mean == 0.0 and report.null_std == 0.0
+
+
 def test_null_is_reproducible_for_a_seed():
     acts, emb, cluster_of_unit = _planted(seed=1)
     vectors = semantic_vectors(_source(acts, emb, 30))
@@ -307,11 +315,11 @@ def test_levels_recurse_through_children_means():
 @pytest.mark.parametrize(
     ("parents", "n_parents", "message"),
     [
-        (np.array([0, 1, 2]), 2, r"expected −1 or 0..1"),
-        (np.array([0, -2, 1]), 2, r"expected −1 or 0..1"),
+        (np.array([0, 1, 2]), 2, r"expected -1 or 0..1"),
+        (np.array([0, -2, 1]), 2, r"expected -1 or 0..1"),
         (np.array([0, 1]), 2, r"shape \(3,\)"),
         (np.array([0.0, 1.0, 1.0]), 2, "integer parent ids"),
-        (np.array([0, 1, 1]), -1, "integer ≥ 0"),
+        (np.array([0, 1, 1]), -1, "integer >= 0"),
     ],
 )
 def test_bad_parents_are_named(parents, n_parents, message):
