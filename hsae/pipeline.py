@@ -17,6 +17,7 @@ from hsae.recipe.load import parse_recipe
 from hsae.recipe.schema import Recipe
 from hsae.run_dir import RunDir, write_json
 from hsae.store import ActivationStore
+from hsae.store.layout import parts_folder
 from hsae.train.checkpoint import latest_checkpoint
 from hsae.train.trainer import StepCallback, Trainer
 
@@ -66,7 +67,8 @@ def check_run_dir(run: RunDir, tree: dict, fresh: bool) -> None:
 
         shutil.rmtree(run.root)
     saved = run.read_recipe_tree()
-    if saved is not None and saved != tree and latest_checkpoint(run.checkpoints) is not None:
+    made = latest_checkpoint(run.checkpoints) is not None or run.store.exists() or parts_folder(run.store).exists()
+    if saved is not None and saved != tree and made:
         raise BadInput(f"{run.root} holds a run of a different recipe; resume it with the same recipe, "
                        "choose another --out, or pass --fresh to start over")
 
