@@ -83,7 +83,7 @@ def run_recipe(recipe: Recipe, tree: dict, run: RunDir, hooks: Hooks, fresh: boo
     result = trainer.fit(callback)
     if result.resumed_from is not None:
         hooks.message(f"resumed from the checkpoint at step {result.resumed_from}")
-    run.save_model(result.cascade, result.scale, {"store": str(store.path)})
+    run.save_model(result.cascade, result.scale, {"store": str(store.path.resolve())})
     return evaluate_run(run, recipe, store)
 
 
