@@ -13,6 +13,8 @@ from hsae import registry
 from hsae.errors import BadInput
 from hsae.evaluation import evaluate
 from hsae.interfaces.dataset import ActivationSource, Progress
+from hsae.methods import build_model
+from hsae.methods.saving import load_trained, save_trained
 from hsae.recipe.load import parse_recipe
 from hsae.recipe.schema import Recipe
 from hsae.run_dir import RunDir, write_json
@@ -26,7 +28,7 @@ from hsae.train.trainer import StepCallback, Trainer
 class Hooks:
     """Progress reporting the CLI plugs in (all optional)."""
 
-    store_progress: Progress | None = None
+    store_progress: Progress | None = None  # a dataset plugin writing the store
     train_progress: Callable[[int], StepCallback] | None = None  # called with the total steps
     message: Callable[[str], None] = lambda text: None
 
@@ -45,7 +47,7 @@ def prepare_store(recipe: Recipe, run: RunDir, hooks: Hooks) -> ActivationStore:
         else:
             from hsae.extract import run_extraction  # the optional image-model stage
 
-            run_extraction(recipe.extract, run.store, hooks.store_progress)
+            run_extraction(recipe.extract, run.store)  # shows its own bar: images/s and tokens/s
         store = ActivationStore(run.store)
     if recipe.data.width is not None:
         store.check_width(recipe.data.width)
@@ -78,18 +80,27 @@ def run_recipe(recipe: Recipe, tree: dict, run: RunDir, hooks: Hooks, fresh: boo
     check_run_dir(run, tree, fresh)
     run.write_recipe(tree)
     store = prepare_store(recipe, run, hooks)
-    trainer = Trainer(recipe.model, recipe.train, store, run, recipe.data.normalize)
+    return train_and_evaluate(recipe, run, store, hooks)
+
+
+def train_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, hooks: Hooks,
+                       extra: dict | None = None) -> dict:
+    """Train the recipe's model (cascade or baseline) on ``store``, save it with ``extra`` in
+    config.json, evaluate it; returns metrics.json's content."""
+    trainer = Trainer(recipe.model, recipe.train, store, run, recipe.data.normalize,
+                      build=lambda width: build_model(width, recipe.model, recipe.train.steps))
     callback = hooks.train_progress(recipe.train.steps) if hooks.train_progress else None
     result = trainer.fit(callback)
     if result.resumed_from is not None:
         hooks.message(f"resumed from the checkpoint at step {result.resumed_from}")
-    run.save_model(result.cascade, result.scale, {"store": str(store.path.resolve())})
+    save_trained(run, result.cascade, result.scale, recipe.model, recipe.train.steps,
+                 {"store": str(store.path.resolve()), **(extra or {})})
     return evaluate_run(run, recipe, store)
 
 
 def evaluate_run(run: RunDir, recipe: Recipe | None = None, store: ActivationStore | None = None) -> dict:
     """(Re)compute metrics.json and hierarchy.json of a finished run."""
-    cascade, config = run.load_model()
+    cascade, config = load_trained(run)
     if recipe is None:
         recipe = parse_recipe(run.read_recipe_tree() or {}, str(run.recipe))
     if store is None:

@@ -10,7 +10,7 @@ from typing import List, Optional
 import click
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hsae import registry
 from hsae.errors import BadInput, HsaeError
@@ -25,36 +25,45 @@ SetOpt = typer.Option(None, "--set", help="override a recipe key, e.g. --set tra
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[figures]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                    console=console, transient=False)
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=12), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("{task.fields[figures]}"), console=console, transient=False)
 
 
-def _train_callback(bar: Progress):
-    def start(total: int):
-        task = bar.add_task("train", total=total, figures="")
+def _train_callback(total: int):
+    """A live bar for training with the latest per-level figures, opened at the first step this
+    process runs (a resumed run starts part-way) and closed after the last one."""
+    bar, task = None, None
 
-        def on_step(step: int, metrics: dict | None) -> None:
-            figures = None
-            if metrics is not None:
-                figures = "  ".join(
-                    f"L{l}: fvu {m['fvu']:.3f} l0 {m['l0']:.1f} dead {m['dead']:.2f} |A| {m['n_inputs']}"
-                    for l, m in metrics["levels"].items())
-            bar.update(task, completed=step + 1, **({"figures": figures} if figures else {}))
+    def on_step(step: int, metrics: dict | None) -> None:
+        nonlocal bar, task
+        if bar is None:
+            bar = _progress()
+            task = bar.add_task("train", total=total, completed=step, figures="")
+            bar.start()
+        if metrics is not None:
+            figures = " ".join(f"L{l} fvu {m['fvu']:.2f} l0 {m['l0']:.1f} dead {m['dead']:.2f} |A| {m['n_inputs']}"
+                               for l, m in metrics["levels"].items())
+            bar.update(task, figures=figures)
+        bar.update(task, completed=step + 1)
+        if step + 1 >= total:
+            bar.stop()
 
-        return on_step
-
-    return start
+    return on_step
 
 
-def _store_callback(bar: Progress):
-    task = None
+def _store_callback():
+    """A live bar for writing the activation store; closed when the last row is written."""
+    bar, task = None, None
 
     def on_progress(done: int, total: int) -> None:
-        nonlocal task
-        if task is None:
+        nonlocal bar, task
+        if bar is None:
+            bar = _progress()
             task = bar.add_task("activations", total=total, figures="")
+            bar.start()
         bar.update(task, completed=done, total=total)
+        if done >= total:
+            bar.stop()
 
     return on_progress
 
@@ -62,33 +71,108 @@ def _store_callback(bar: Progress):
 @app.command()
 def run(recipe: Path = RecipeArg, out: Optional[Path] = typer.Option(None, help="run directory (default runs/<name>)"),
         set_: Optional[List[str]] = SetOpt, fresh: bool = typer.Option(False, help="discard an earlier run in --out")):
-    """Run a recipe: activations, training (resumable), evaluation, summary."""
+    """Run a recipe: activations, training (resumable), evaluation, summary. A recipe with
+    variants runs each into <out>/<variant>/ on shared activations, then compares them."""
     from hsae.pipeline import Hooks, run_recipe
     from hsae.recipe.load import apply_override, check_recipe, parse_recipe, read_recipe_tree
     from hsae.run_dir import RunDir
 
     tree = read_recipe_tree(recipe)
+    if tree.get("variants"):
+        _run_sweep(recipe, tree, set_ or [], out, fresh)
+        return
     for assignment in set_ or []:
         apply_override(tree, assignment)
     parsed = parse_recipe(tree, str(recipe), recipe.parent)
     check_recipe(parsed)
-    if parsed.data.activations is not None:  # the run dir's recipe.yaml must point at the same store
-        tree.setdefault("data", {})["activations"] = str(Path(parsed.data.activations).resolve())
+    _resolve_store_path(tree, parsed)
     run_dir = RunDir(out or Path("runs") / parsed.name)
-    with _progress() as bar:
-        hooks = Hooks(_store_callback(bar), _train_callback(bar), lambda text: console.print(f"[dim]{text}[/dim]"))
-        metrics = run_recipe(parsed, tree, run_dir, hooks, fresh)
+    hooks = Hooks(_store_callback(), _train_callback, lambda text: console.print(f"[dim]{text}[/dim]"))
+    metrics = run_recipe(parsed, tree, run_dir, hooks, fresh)
     console.print(summary_table(metrics, f"{parsed.name} — {run_dir.root}"))
+
+
+def _resolve_store_path(tree: dict, parsed) -> None:
+    """The run dir's recipe.yaml must point at the same store from anywhere."""
+    if parsed.data.activations is not None:
+        tree.setdefault("data", {})["activations"] = str(Path(parsed.data.activations).resolve())
+
+
+def _run_sweep(recipe: Path, tree: dict, overrides: list[str], out: Optional[Path], fresh: bool) -> None:
+    """Every variant into <out>/<variant>/, then the comparison table (printed and written)."""
+    from hsae.compare import collect_runs, comparisons
+    from hsae.pipeline import Hooks
+    from hsae.recipe.load import check_recipe
+    from hsae.recipe.variants import expand_variants
+    from hsae.sweep import run_sweep
+
+    variants = expand_variants(tree, overrides, str(recipe), recipe.parent)
+    for variant in variants:
+        check_recipe(variant.recipe)
+        _resolve_store_path(variant.tree, variant.recipe)
+    out = out or (Path("runs") / variants[0].recipe.name).parent
+    run_sweep(variants, out, Hooks(_stores_callback(), _train_callback, lambda text: console.print(f"[bold]{text}[/bold]")),
+              fresh)
+    _show_comparison(comparisons(collect_runs([out])), out)
+
+
+def _stores_callback():
+    """A store bar per store written (a sweep writes one per activation source)."""
+    current, finished = None, True
+
+    def on_progress(done: int, total: int) -> None:
+        nonlocal current, finished
+        if finished:
+            current = _store_callback()
+        current(done, total)
+        finished = done >= total
+
+    return on_progress
+
+
+def _show_comparison(tables, folder: Path) -> None:
+    from hsae.cli.comparison import comparison_tables
+    from hsae.compare import write_comparison
+
+    for table in tables:
+        for part in comparison_tables(table, console.width):
+            console.print(part)
+    md, csv = write_comparison(tables, folder)
+    console.print(f"[dim]written: {md}, {csv}[/dim]")
+
+
+@app.command()
+def compare(run_dirs: List[Path] = typer.Argument(..., help="finished run directories, or a sweep's --out folder"),
+            out: Optional[Path] = typer.Option(None, help="folder for compare.md and compare.csv "
+                                               "(default: the sweep folder when one is given, else the current folder)")):
+    """The runs side by side as in the paper's tables: HMS min/median/max/mean, null, |P|, FVU, L0, recovery."""
+    from hsae.compare import SWEEP_FILE, collect_runs, comparisons
+
+    tables = comparisons(collect_runs(run_dirs))
+    if out is None:
+        out = run_dirs[0] if len(run_dirs) == 1 and (run_dirs[0] / SWEEP_FILE).exists() else Path(".")
+    _show_comparison(tables, out)
 
 
 @app.command()
 def validate(recipe: Path = RecipeArg, set_: Optional[List[str]] = SetOpt):
     """Check a recipe (keys, types, plugins and their options, files) without running it."""
-    from hsae.recipe.load import check_recipe, load_recipe
+    from hsae.methods import method_spec
+    from hsae.recipe.load import check_recipe, load_recipe, read_recipe_tree
+    from hsae.recipe.variants import expand_variants
 
+    tree = read_recipe_tree(recipe)
+    if tree.get("variants"):
+        variants = expand_variants(tree, set_ or [], str(recipe), recipe.parent)
+        for variant in variants:
+            check_recipe(variant.recipe)
+        console.print(f"[green]ok[/green] {recipe}: {len(variants)} variants: " + ", ".join(
+            f"{v.name} ({method_spec(v.recipe.model.method)[0]})" for v in variants))
+        return
     parsed = load_recipe(recipe, set_)
     check_recipe(parsed)
-    console.print(f"[green]ok[/green] {recipe}: {len(parsed.model.levels)} levels, "
+    console.print(f"[green]ok[/green] {recipe}: method {method_spec(parsed.model.method)[0]}, "
+                  f"{len(parsed.model.levels)} levels, "
                   f"encoders {', '.join(l.encoder['name'] for l in parsed.model.levels)}")
 
 
