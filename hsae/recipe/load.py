@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from hsae import registry
 from hsae.errors import BadInput
 from hsae.recipe.schema import Recipe
+from hsae.store import ActivationStore
 
 
 def _yaml_path(loc: tuple) -> str:
@@ -117,5 +118,9 @@ def check_recipe(recipe: Recipe) -> None:
         from hsae.extract import check_extract_config  # the extraction stage validates its own section
 
         check_extract_config(recipe.extract)
-    if recipe.data.activations is not None and not Path(recipe.data.activations).exists():
-        raise BadInput(f"data.activations: store not found: {recipe.data.activations}")
+    if recipe.data.activations is not None:
+        if not Path(recipe.data.activations).exists():
+            raise BadInput(f"data.activations: store not found: {recipe.data.activations}")
+        with ActivationStore(recipe.data.activations) as store:  # its layout and width, from the header
+            if recipe.data.width is not None:
+                store.check_width(recipe.data.width)
