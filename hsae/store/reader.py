@@ -25,9 +25,10 @@ from hsae.store.shuffle import ShufflePlan
 class ActivationStore:
     """A finished activation store, opened read-only (``docs/formats.md`` § Activation store).
 
-    Opening checks the layout and raises ``BadInput`` naming the file and dataset. Every read
-    returns float32, whatever the stored float type. ``n_images`` is the length of
-    ``embeddings`` or ``image_ids``, else one more than the last ``image_index``, else None.
+    Opening checks the layout and raises ``BadInput`` naming the file and dataset. Rows
+    (``rows``, ``iter_chunks``, ``batches``) come as float32, whatever the stored float type.
+    ``n_images`` is the length of ``embeddings`` or ``image_ids``, else one more than the
+    last ``image_index``, else None.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
