@@ -213,10 +213,15 @@ def inspect(run_dir: Path = typer.Argument(..., help="a finished run directory")
         raise BadInput(str(exc)) from None
 
 
+def _interrupted() -> None:
+    console.print("interrupted; `hsae run` again resumes from the last checkpoint")
+    sys.exit(130)
+
+
 def main() -> None:
     """Entry point: user errors become a one-paragraph message and exit code 2, never a traceback."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except BadInput as exc:
         console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
         sys.exit(2)
@@ -224,8 +229,13 @@ def main() -> None:
         console.print(f"[bold red]failed:[/bold red] {exc}", highlight=False)
         sys.exit(1)
     except (typer.Abort, KeyboardInterrupt):
-        console.print("interrupted; `hsae run` again resumes from the last checkpoint")
-        sys.exit(130)
+        _interrupted()
     except click.ClickException as exc:
         exc.show()
         sys.exit(2)
+    # Without standalone mode, typer returns the code of an Exit instead of exiting; it turns
+    # Ctrl-C into Exit(130).
+    if code == 130:
+        _interrupted()
+    if isinstance(code, int) and code:
+        sys.exit(code)
