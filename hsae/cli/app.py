@@ -213,6 +213,11 @@ def inspect(run_dir: Path = typer.Argument(..., help="a finished run directory")
         raise BadInput(str(exc)) from None
 
 
+# A wrong command line. Recent typer releases raise the exceptions of their own copy of click,
+# which derive from typer.TyperException, not click.ClickException.
+USAGE_ERRORS = (click.ClickException, getattr(typer, "TyperException", click.ClickException))
+
+
 def _interrupted() -> None:
     console.print("interrupted; `hsae run` again resumes from the last checkpoint")
     sys.exit(130)
@@ -230,7 +235,7 @@ def main() -> None:
         sys.exit(1)
     except (typer.Abort, KeyboardInterrupt):
         _interrupted()
-    except click.ClickException as exc:
+    except USAGE_ERRORS as exc:
         exc.show()
         sys.exit(2)
     # Without standalone mode, typer returns the code of an Exit instead of exiting; it turns
