@@ -3,6 +3,8 @@ value or the file), never a traceback; ``hsae validate`` rejects those it can se
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -118,7 +120,8 @@ def test_validate_rejects_with_exit_2_and_a_message(case, tmp_path):
 @pytest.mark.slow
 def test_the_console_script_exits_2_without_a_traceback(tmp_path):
     """The installed ``hsae`` executable itself, in a process of its own."""
-    script = Path(sys.executable).with_name("hsae")
+    script = shutil.which("hsae", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    assert script, "the hsae console script is not installed (pip install -e .)"
     recipe = CASES["unknown key in a level"].make(tmp_path)
     done = subprocess.run([str(script), "run", str(recipe), "--out", str(tmp_path / "run")], env=cli_env(),
                           capture_output=True, text=True, timeout=300)
