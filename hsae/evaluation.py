@@ -1,7 +1,9 @@
 """Final figures of a trained cascade, per level: reconstruction (FVU, L0), health (dead share,
 near-duplicate atoms, orphans), HMS (spec §7) and, on planted data, hierarchy recovery.
 
-Level 1 is measured on store rows; level l ≥ 2 on all atoms of level l−1 (its data).
+Level 1 is measured on store rows; level l ≥ 2 on all atoms of level l−1 (its data). A
+baseline of ``hsae.methods`` (spec §6) is scored by the same code: only its parents and the
+figures of its levels ≥ 2 come from the baseline itself.
 Everything streams over the store in chunks.
 """
 
@@ -19,6 +21,7 @@ from hsae.metrics.hms import hms_by_level, semantic_vectors
 from hsae.metrics.pooling import pool_images
 from hsae.metrics.recovery import hierarchy_recovery
 from hsae.metrics.truth import load_truth
+from hsae.methods.base import HierarchyModel
 from hsae.recipe.schema import EvalConfig
 from hsae.store import ActivationStore
 
@@ -94,18 +97,38 @@ def image_chunks(cascade: Cascade, store: ActivationStore, scale: float, embeddi
     return chunks
 
 
-def evaluate(cascade: Cascade, store: ActivationStore, scale: float, config: EvalConfig,
+def _scaled_rows(store: ActivationStore, scale: float, max_rows: int | None, device: torch.device):
+    """A re-iterable source of the evaluation rows, scaled as in training."""
+    def rows():
+        for _, block in _row_chunks(store, max_rows):
+            yield torch.as_tensor(block, dtype=torch.float32, device=device) * scale
+
+    return rows
+
+
+@torch.no_grad()
+def _structure(model: Cascade | HierarchyModel, store: ActivationStore, scale: float, config: EvalConfig):
+    """(parents [π_2, …], figures of levels ≥ 2, widths, each level's units as columns). A cascade's
+    upper levels code the atoms below (spec §4); a baseline gives its own (spec §6), reading the
+    evaluation rows where it needs them (parents by co-activation)."""
+    if isinstance(model, Cascade):
+        upper = {str(l): upper_level_figures(model, l) for l in range(2, model.depth + 1)}
+        levels = range(1, model.depth + 1)
+        return (assign_parents(model), upper, [model.level(l).n_latents for l in levels],
+                [model.level(l).W_dec for l in levels])
+    rows = _scaled_rows(store, scale, config.max_rows, model.level(1).W_dec.device)
+    return (model.parents(rows), model.level_figures(rows), model.widths,
+            [model.decoder(l) for l in range(1, model.depth + 1)])
+
+
+def evaluate(cascade: Cascade | HierarchyModel, store: ActivationStore, scale: float, config: EvalConfig,
              embeddings: np.ndarray | None) -> tuple[dict, dict]:
-    """(metrics.json content, hierarchy.json content) for a trained cascade."""
+    """(metrics.json content, hierarchy.json content) for a trained cascade or baseline."""
     with evaluating(cascade):
-        parents = assign_parents(cascade)
-        widths = [cascade.level(l).n_latents for l in range(1, cascade.depth + 1)]
-        levels = {"1": level1_figures(cascade, store, scale, config.max_rows)}
-        for l in range(2, cascade.depth + 1):
-            levels[str(l)] = upper_level_figures(cascade, l)
-        for l in range(1, cascade.depth + 1):
-            levels[str(l)]["near_duplicate_pairs"] = near_duplicate_pairs(cascade.level(l).W_dec,
-                                                                          config.duplicate_threshold)
+        parents, upper, widths, decoders = _structure(cascade, store, scale, config)
+        levels = {"1": level1_figures(cascade, store, scale, config.max_rows), **upper}
+        for l in range(1, len(widths) + 1):
+            levels[str(l)]["near_duplicate_pairs"] = near_duplicate_pairs(decoders[l - 1], config.duplicate_threshold)
             levels[str(l)]["n_latents"] = widths[l - 1]
         for l, pi in enumerate(parents, start=2):
             levels[str(l)]["orphans"] = int((pi < 0).sum())

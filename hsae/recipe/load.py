@@ -37,14 +37,19 @@ def apply_override(tree: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise BadInput(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
     key, raw = assignment.split("=", 1)
-    parts = key.strip().split(".")
-    value = yaml.safe_load(raw) if raw.strip() else None
+    set_key(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None, "--set")
+
+
+def set_key(tree: dict, key: str, value: Any, where: str = "--set") -> None:
+    """Set the dotted ``key`` (list items by index) of a nested dict/list to ``value``;
+    ``where`` names the override in error messages."""
+    parts = key.split(".")
     node: Any = tree
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise BadInput(f"--set {key}: {'.'.join(parts[:i]) or 'recipe'} is a list of {len(node)}; "
+                raise BadInput(f"{where} {key}: {'.'.join(parts[:i]) or 'recipe'} is a list of {len(node)}; "
                                f"{part!r} is not an index in it")
             part = int(part)
             if last:
@@ -57,7 +62,7 @@ def apply_override(tree: dict, assignment: str) -> None:
             else:
                 node = node.setdefault(part, {})
         else:
-            raise BadInput(f"--set {key}: {'.'.join(parts[:i])} is a value ({node!r}), not a section")
+            raise BadInput(f"{where} {key}: {'.'.join(parts[:i])} is a value ({node!r}), not a section")
 
 
 def read_recipe_tree(path: Path) -> dict:

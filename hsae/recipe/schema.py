@@ -61,13 +61,37 @@ class EvalConfig(Section):
     match_threshold: float = Field(0.9, gt=0, le=1, description="cosine for matching learned atoms to planted leaves")
 
 
+class ModelConfig(CascadeConfig):
+    """The cascade (spec §2-3) or, with ``method``, a baseline of spec §6 (docs/baselines.md)."""
+
+    method: str | dict[str, Any] = Field(
+        "cascade", description="cascade, flat, p_anneal, matryoshka, stacked, hac or spectral; "
+        "a name or {name: ..., <options>}")
+
+    def cascade_config(self) -> CascadeConfig:
+        """The section without ``method``: what a Cascade is built from and saved with."""
+        return CascadeConfig.model_validate(self.model_dump(by_alias=True, exclude={"method"}))
+
+
+class Variant(Section):
+    """One run of a sweep: the recipe with these ``--set``-style overrides (docs/recipes.md)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", description="the run's folder under the sweep's --out")
+    label: str | None = Field(None, description="column title in `hsae compare` (default: the name)")
+    overrides: dict[str, Any] = Field(default_factory=dict, alias="set",
+                                      description="dotted recipe keys and their values, e.g. {model.method: flat}")
+
+
 class Recipe(Section):
     name: str = "run"
     data: DataConfig = DataConfig()
     extract: dict[str, Any] | None = Field(None, description="extraction stage (docs/extraction.md)")
-    model: CascadeConfig
+    model: ModelConfig
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    variants: list[Variant] = Field(default_factory=list, description="a sweep: one run per variant")
 
     @model_validator(mode="after")
     def _has_data(self) -> "Recipe":
@@ -76,4 +100,19 @@ class Recipe(Section):
             raise ValueError(
                 "give exactly one source of activations: data.dataset (a plugin), data.activations "
                 "(a store path) or an extract section")
+        return self
+
+    @model_validator(mode="after")
+    def _method_fits(self) -> "Recipe":
+        from hsae.methods import check_method  # the methods import the model code; load it on use
+
+        check_method(self.model, self.train.steps)
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_variants(self) -> "Recipe":
+        names = [v.name for v in self.variants]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"variant names must be distinct; repeated: {', '.join(repeated)}")
         return self

@@ -55,14 +55,18 @@ class TrainResult:
 
 
 class Trainer:
+    """``build(width)`` makes the model to train (default: a Cascade of ``model``); any module
+    with the Cascade's training methods will do (the baselines of ``hsae.methods``)."""
+
     def __init__(self, model: CascadeConfig, train: TrainConfig, store: ActivationStore, run: RunDir,
-                 normalize: bool = True):
+                 normalize: bool = True, build: Callable[[int], torch.nn.Module] | None = None):
         self.model_config, self.cfg, self.store, self.run = model, train, store, run
         self.normalize = normalize
+        self.build = build or (lambda width: Cascade(width, self.model_config))
 
     def _build(self) -> tuple[Cascade, torch.optim.Optimizer]:
         torch.manual_seed(self.cfg.seed)
-        cascade = Cascade(self.store.width, self.model_config)
+        cascade = self.build(self.store.width)
         cascade.reset_parameters(torch.Generator().manual_seed(self.cfg.seed))
         cascade.to(self.cfg.device).train()
         optimizer = torch.optim.Adam(cascade.param_groups(self.cfg.lr), betas=self.cfg.betas)
