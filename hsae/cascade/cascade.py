@@ -15,6 +15,7 @@ from torch import nn
 
 from hsae import registry
 from hsae.cascade.config import CascadeConfig, LevelConfig
+from hsae.interfaces.encoder import Encoding
 from hsae.sae.sae import SAE
 
 
@@ -30,7 +31,12 @@ class LevelOutput:
     l0: torch.Tensor
     n_inputs: int  # |A^l|: rows this level saw (batch rows for level 1, active atoms above)
     n_active: int  # latents of this level active on those rows: |A^{l+1}|
-    z: torch.Tensor
+    code: torch.Tensor | Encoding  # the code z, dense or as the level's encoding
+
+    @property
+    def z(self) -> torch.Tensor:
+        """The code matrix (B, n_l), built from a sparse encoding on first use."""
+        return self.code.z if isinstance(self.code, Encoding) else self.code
 
 
 @dataclass
@@ -55,9 +61,12 @@ class FiringMonitor(nn.Module):
         return float((self.steps_since_fired >= window).float().mean())
 
 
-def usage_penalty(z: torch.Tensor) -> torch.Tensor:
-    """[hsae] L2,1 norm of the code matrix over the batch, per row: Σ_k ||z[:, k]||₂ / B."""
-    return z.pow(2).sum(0).add(1e-12).sqrt().sum() / z.shape[0]
+def usage_penalty(code: torch.Tensor | Encoding) -> torch.Tensor:
+    """[hsae] L2,1 norm of the code matrix over the batch, per row: Σ_k ||z[:, k]||₂ / B
+    (of a dense code, or of an encoding without densifying it)."""
+    if isinstance(code, Encoding):
+        return code.column_sq_sums().add(1e-12).sqrt().sum() / code.n_rows
+    return code.pow(2).sum(0).add(1e-12).sqrt().sum() / code.shape[0]
 
 
 def _level_loss_scale(target: torch.Tensor, how: str) -> torch.Tensor:
@@ -131,10 +140,16 @@ class Cascade(nn.Module):
         target = atoms.detach() if mode in ("partial", "bilateral") else atoms
         return inputs, target
 
+    def level_due(self, l: int, step: int | None) -> bool:
+        """Whether level l is computed at ``step``: every ``update_every``-th step, and only when
+        every level below it is (always when ``step`` is None)."""
+        return step is None or all(step % self.level_config(m).update_every == 0 for m in range(2, l + 1))
+
     def forward(self, x: torch.Tensor, step: int | None = None) -> CascadeOutput:
-        """One joint step on a batch ``x`` (B, d). ``step`` sets start steps and warm-ups."""
+        """One joint step on a batch ``x`` (B, d). ``step`` sets start steps, warm-ups and which
+        levels are due (``update_every``)."""
         weights = [self.level_weight(l, step) for l in range(1, self.depth + 1)]
-        top = max(l for l, w in enumerate(weights, start=1) if l == 1 or w > 0)
+        top = max(l for l, w in enumerate(weights, start=1) if l == 1 or (w > 0 and self.level_due(l, step)))
         eps = self.config.mask_threshold
         total = x.new_zeros(())
         outputs: list[LevelOutput] = []
@@ -148,28 +163,28 @@ class Cascade(nn.Module):
             self._prepare_level(l, inputs)
             sae, cfg = self.level(l), self.level_config(l)
             out = sae(inputs)
-            z = out.z
+            enc = out.encoding
             err = (target - out.x_hat).pow(2).sum(-1).mean()
             penalty = out.encoding.penalty.mean() * (cfg.sparsity_coef * sae.encoder.sparsity_scale(step or 0))
             if cfg.usage_coef:
-                penalty = penalty + cfg.usage_coef * usage_penalty(z)
+                penalty = penalty + cfg.usage_coef * usage_penalty(enc)
             loss = (err + penalty) / _level_loss_scale(target, cfg.normalisation)
             aux = sae.encoder.aux_loss(out.encoding, target, out.x_hat, sae)
             if aux is not None:
                 loss = loss + aux / _level_loss_scale(target, cfg.normalisation)
             total = total + weights[l - 1] * loss
             with torch.no_grad():
-                fired = z.max(0).values > eps
+                fired = enc.firing(eps)
                 if self.training:
-                    self.monitors[str(l)].update(z.max(0).values > 0)
+                    self.monitors[str(l)].update(enc.firing(0.0))
                 variance = (target - target.mean(0)).pow(2).sum(-1).mean()
                 fvu = err.detach() / variance.clamp_min(1e-12)
             active = fired.nonzero().squeeze(1)
             if l == 1:
                 x_hat = out.x_hat
             outputs.append(
-                LevelOutput(l, weights[l - 1], loss, err.detach(), fvu, (z > 0).sum(-1).float().mean(),
-                            inputs.shape[0], int(active.numel()), z)
+                LevelOutput(l, weights[l - 1], loss, err.detach(), fvu, enc.positives_per_row().float().mean(),
+                            inputs.shape[0], int(active.numel()), enc)
             )
         return CascadeOutput(total, outputs, x_hat)
 

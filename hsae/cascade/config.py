@@ -31,6 +31,11 @@ class LevelConfig(BaseModel):
     lr: float | None = Field(None, gt=0, description="learning rate of this level (default: train.lr)")
     start_step: int = Field(0, ge=0, description="L_l is off before this step")
     lambda_warmup: int = Field(0, ge=0, description="steps over which λ_l ramps linearly from 0 after start_step")
+    update_every: int = Field(
+        1, ge=1,
+        description="[hsae] compute this level (l ≥ 2) on every m-th step only, and only when the levels below "
+        "are due too; on the other steps L_l is left out (ignored for level 1)",
+    )
     normalisation: Normalisation = Field(
         "variance",
         description="scale of L_l: 'sum' Σ_d squared error per row (Eq. 3/9), 'mean' the same divided by d, "

@@ -3,34 +3,71 @@
 An encoder plugin is an ``nn.Module`` built once per SAE as ``cls(config, n_inputs=d,
 n_latents=n)``. The SAE computes the projection ``W_enc (x − b_dec)`` (Eq. 1 without the bias)
 and hands it to :meth:`Encoder.encode` with ``b_enc``; the plugin returns the sparse code.
+An encoder whose codes have a fixed number of non-zeros may also offer the fast path
+(:meth:`Encoder.sparse_selector`, ``hsae.sae.sparse``); ``encode`` stays its reference.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from hsae.interfaces.plugin import Plugin, PluginConfig
+from hsae.sae.sparse import Projection, SparseCode, SparseSelector
 
 if TYPE_CHECKING:
     from hsae.sae.sae import SAE
 
 
-@dataclass
 class Encoding:
     """What an encoder returns for a batch of B rows.
 
-    z: (B, n) the sparse code. penalty: (B,) the sparsity term S(z) per row, before the
-    sparsity coefficient (zeros for structurally sparse encoders). extras: tensors the
-    encoder's :meth:`Encoder.aux_loss` needs later (e.g. the gate's pre-activations).
+    z: (B, n) the code; on the fast path (``hsae.sae.sparse``) it is given as ``sparse``, its
+    non-zero entries, and the dense matrix is only built if ``z`` is read. penalty: (B,) the
+    sparsity term S(z) per row, before the sparsity coefficient (zeros for structurally sparse
+    encoders). extras: tensors the encoder's :meth:`Encoder.aux_loss` needs later (e.g. the
+    gate's pre-activations). projection: on the fast path, the pre-activations at any entries.
     """
 
-    z: torch.Tensor
-    penalty: torch.Tensor
-    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    def __init__(self, z: torch.Tensor | None, penalty: torch.Tensor, extras: dict[str, torch.Tensor] | None = None,
+                 *, sparse: SparseCode | None = None, projection: Projection | None = None):
+        if (z is None) == (sparse is None):
+            raise ValueError("an Encoding holds its code either dense (z) or sparse, exactly one of them")
+        self._z = z
+        self.penalty = penalty
+        self.extras = {} if extras is None else extras
+        self.sparse = sparse
+        self.projection = projection
+
+    @property
+    def z(self) -> torch.Tensor:
+        if self._z is None:
+            self._z = self.sparse.to_dense()
+        return self._z
+
+    @property
+    def n_rows(self) -> int:
+        return self.sparse.n_rows if self.sparse is not None else self._z.shape[0]
+
+    def positives_per_row(self) -> torch.Tensor:
+        """(B,) the number of entries > 0 in each row of z (its L0 for non-negative codes)."""
+        if self.sparse is not None:
+            return self.sparse.positives_per_row()
+        return (self._z > 0).sum(-1)
+
+    def firing(self, threshold: float = 0.0) -> torch.Tensor:
+        """(n,) bool: latents whose largest entry over the rows exceeds ``threshold`` (≥ 0)."""
+        if self.sparse is not None:
+            return self.sparse.firing(threshold)
+        return self._z.max(0).values > threshold
+
+    def column_sq_sums(self) -> torch.Tensor:
+        """(n,) Σ_b z[b, j]² (differentiable)."""
+        if self.sparse is not None:
+            return self.sparse.column_sq_sums()
+        return self._z.pow(2).sum(0)
 
 
 class Encoder(Plugin, nn.Module):
@@ -45,6 +82,12 @@ class Encoder(Plugin, nn.Module):
     def encode(self, proj: torch.Tensor, b_enc: torch.Tensor, dec_norm: torch.Tensor) -> Encoding:
         """``proj`` = (x − b_dec) W_encᵀ, shape (B, n); ``dec_norm`` = ||W_dec[:, j]|| (n,)."""
         raise NotImplementedError
+
+    def sparse_selector(self, n_rows: int) -> SparseSelector | None:
+        """The fast path (``hsae.sae.sparse``): a selector that chooses the support of a batch of
+        ``n_rows`` codes and finishes them; None (the default) when codes are not structurally
+        sparse, and then :meth:`encode` is used."""
+        return None
 
     def aux_loss(self, enc: Encoding, x: torch.Tensor, x_hat: torch.Tensor, sae: "SAE") -> torch.Tensor | None:
         """An auxiliary loss added to the level's loss (mean over rows), or None."""

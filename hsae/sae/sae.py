@@ -4,7 +4,12 @@
     x_hat = W_dec z + b_dec                         (2)
     L     = ||x − x_hat||² + λ_s · S(z)             (3)
 
-Shapes follow the spec: ``W_enc`` (n, d), ``W_dec`` (d, n); inputs are rows (B, d).
+Shapes follow the spec: ``W_enc`` (n, d), ``W_dec`` (d, n); inputs are rows (B, d). ``W_dec``
+is stored column by column (``W_dec.t()`` is contiguous), so an atom is one contiguous read.
+
+When the encoder offers a selector and its codes are sparse enough (``hsae.sae.sparse``), Eq. 1-2
+run on the selected entries only; otherwise, or with ``fast_path = False``, densely. Both give
+the same loss and gradients.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import torch
 from torch import nn
 
 from hsae.interfaces.encoder import Encoder, Encoding
+from hsae.sae import sparse
 from hsae.sae.init import decoder_bias
 
 
@@ -28,8 +34,16 @@ class SAEOutput:
         return self.encoding.z
 
 
+def _selector_follows_encode(cls: type) -> bool:
+    """Whether ``cls.sparse_selector`` is defined in the class that defines ``cls.encode`` or below it."""
+    defined_in = {name: next(c for c in cls.__mro__ if name in vars(c)) for name in ("encode", "sparse_selector")}
+    return issubclass(defined_in["sparse_selector"], defined_in["encode"])
+
+
 class SAE(nn.Module):
-    """An SAE of width ``n_latents`` on inputs of width ``n_inputs``; σ and S from ``encoder``."""
+    """An SAE of width ``n_latents`` on inputs of width ``n_inputs``; σ and S from ``encoder``.
+    ``fast_path``: use the encoder's sparse selector when it has one (set False for the dense
+    reference path)."""
 
     def __init__(self, n_inputs: int, n_latents: int, encoder: Encoder, normalize_decoder: bool = True):
         super().__init__()
@@ -37,9 +51,10 @@ class SAE(nn.Module):
         self.normalize_decoder = normalize_decoder
         self.W_enc = nn.Parameter(torch.empty(n_latents, n_inputs))
         self.b_enc = nn.Parameter(torch.zeros(n_latents))
-        self.W_dec = nn.Parameter(torch.empty(n_inputs, n_latents))
+        self.W_dec = nn.Parameter(torch.empty(n_latents, n_inputs).t())
         self.b_dec = nn.Parameter(torch.zeros(n_inputs))
         self.encoder = encoder
+        self.fast_path = True
         self.reset_parameters()
 
     @torch.no_grad()
@@ -61,16 +76,41 @@ class SAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> Encoding:
         """Eq. 1: the encoder plugin applies σ to W_enc (x − b_dec) (+ b_enc)."""
-        proj = (x - self.b_dec) @ self.W_enc.t()
-        return self.encoder.encode(proj, self.b_enc, self.decoder_norms())
+        centered = x - self.b_dec
+        selector = self._selector(x.shape[0])
+        if selector is None:
+            return self.encoder.encode(centered @ self.W_enc.t(), self.b_enc, self.decoder_norms())
+        projection = sparse.Projection(centered, self.W_enc, self.b_enc)
+        rows = x.shape[0] if selector.whole_batch else sparse.chunk_rows(self.n_latents)
+        for start, pre in projection.chunks(rows):
+            selector.add(start, pre)
+        support, values = selector.support()
+        return selector.finish(support, projection.at(support, values), projection)
+
+    def _selector(self, n_rows: int) -> sparse.SparseSelector | None:
+        """The encoder's selector when the fast path is on and the code sparse enough. A subclass
+        that overrides ``encode`` but not ``sparse_selector`` keeps the dense path: the inherited
+        selector would skip its ``encode``."""
+        if not self.fast_path or not _selector_follows_encode(type(self.encoder)):
+            return None
+        selector = self.encoder.sparse_selector(n_rows)
+        if selector is None or selector.capacity > sparse.MAX_DENSITY * n_rows * self.n_latents:
+            return None
+        return selector
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Eq. 2."""
         return z @ self.W_dec.t() + self.b_dec
 
+    def reconstruct(self, enc: Encoding) -> torch.Tensor:
+        """Eq. 2 from an encoding, through its sparse form when it has one."""
+        if enc.sparse is not None:
+            return sparse.decode(enc.sparse, self.W_dec, self.b_dec)
+        return self.decode(enc.z)
+
     def forward(self, x: torch.Tensor) -> SAEOutput:
         enc = self.encode(x)
-        return SAEOutput(enc, self.decode(enc.z))
+        return SAEOutput(enc, self.reconstruct(enc))
 
     @torch.no_grad()
     def remove_parallel_grad(self) -> None:

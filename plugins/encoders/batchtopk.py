@@ -1,4 +1,4 @@
-"""BatchTopK encoder (spec §5) with its inference threshold."""
+"""BatchTopK encoder (spec §5) with its inference threshold, and its fast path."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pydantic import Field
 
 from hsae.interfaces.encoder import Encoder, Encoding
 from hsae.interfaces.plugin import PluginConfig
+from hsae.sae.sparse import Projection, SparseCode, SparseSelector, Support
 
 
 class BatchTopKConfig(PluginConfig):
@@ -33,16 +34,24 @@ class BatchTopKEncoder(Encoder):
             z = pre * (pre > self.threshold)
             return Encoding(z, z.new_zeros(z.shape[0]))
         flat = torch.relu(pre).flatten()
-        keep = min(flat.numel(), math.ceil(self.config.k * pre.shape[0]))
-        top, idx = flat.topk(keep)
+        top, idx = flat.topk(self.budget(*pre.shape))
         z = torch.zeros_like(flat).scatter(0, idx, top).view_as(pre)
         self._update_threshold(top.detach())
         return Encoding(z, z.new_zeros(z.shape[0]))
 
+    def budget(self, n_rows: int, n_latents: int) -> int:
+        """Entries kept over a batch: ⌈k·B⌉, at most B·n."""
+        return min(n_rows * n_latents, math.ceil(self.config.k * n_rows))
+
+    def sparse_selector(self, n_rows: int) -> SparseSelector | None:
+        return _BatchTopKSelector(self, n_rows) if self.training else None
+
     @torch.no_grad()
     def _update_threshold(self, kept: torch.Tensor) -> None:
-        """θ ← β θ + (1 − β) · (smallest positive kept activation), after ``threshold_start`` batches."""
+        """θ ← β θ + (1 − β) · (smallest positive kept activation), after ``threshold_start`` batches
+        (in float32 whatever the compute precision)."""
         self.batches_seen += 1
+        kept = kept.float()
         positive = kept[kept > 0]
         if positive.numel() == 0 or int(self.batches_seen) <= self.config.threshold_start:
             return
@@ -52,3 +61,33 @@ class BatchTopKEncoder(Encoder):
         else:
             beta = self.config.threshold_beta
             self.threshold.mul_(beta).add_((1 - beta) * smallest)
+
+
+class _BatchTopKSelector(SparseSelector):
+    """The ⌈k·B⌉ largest entries of ReLU(p) over the batch that are > 0: each chunk's own top
+    entries are merged into the running top (a chunk cannot add more than the budget)."""
+
+    def __init__(self, encoder: BatchTopKEncoder, n_rows: int):
+        self.encoder, self.n_rows = encoder, n_rows
+        self.capacity = encoder.budget(n_rows, encoder.n_latents)
+        self.top: torch.Tensor | None = None
+        self.flat: torch.Tensor | None = None
+
+    def add(self, start: int, pre: torch.Tensor) -> None:
+        top, flat = torch.relu(pre).flatten().topk(min(self.capacity, pre.numel()))
+        flat = flat + start * self.encoder.n_latents
+        if self.top is not None:
+            top, where = torch.cat([self.top, top]).topk(min(self.capacity, self.top.numel() + top.numel()))
+            flat = torch.cat([self.flat, flat])[where]
+        self.top, self.flat = top, flat
+
+    def support(self) -> tuple[Support, torch.Tensor]:
+        keep = self.top > 0
+        flat, order = self.flat[keep].sort()
+        values = self.top[keep][order]
+        self.top = self.flat = None
+        return Support.from_flat(flat, self.n_rows, self.encoder.n_latents), values
+
+    def finish(self, support: Support, pre: torch.Tensor, projection: Projection) -> Encoding:
+        self.encoder._update_threshold(pre.detach())
+        return Encoding(None, pre.new_zeros(self.n_rows), sparse=SparseCode(support, pre), projection=projection)
