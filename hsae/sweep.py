@@ -15,19 +15,16 @@ from pathlib import Path
 from hsae.compare import SWEEP_FILE
 from hsae.errors import BadInput
 from hsae.pipeline import Hooks, check_run_dir, prepare_store, train_and_evaluate
+from hsae.recipe.schema import SWEEP_STORES
 from hsae.recipe.variants import VariantRecipe
 from hsae.run_dir import RunDir, write_json
 from hsae.store import ActivationStore
-
-STORES = "stores"
 
 
 def run_sweep(variants: list[VariantRecipe], out: Path, hooks: Hooks, fresh: bool = False) -> list[RunDir]:
     """Train and evaluate every variant; returns their run directories in recipe order."""
     if not variants:
         raise BadInput("the recipe lists no variants")
-    if any(v.name == STORES for v in variants):
-        raise BadInput(f"a variant cannot be named {STORES!r}: that folder holds the sweep's activations")
     if fresh and out.exists():
         shutil.rmtree(out)
     runs = [RunDir(out / v.name) for v in variants]
@@ -43,7 +40,7 @@ def run_sweep(variants: list[VariantRecipe], out: Path, hooks: Hooks, fresh: boo
         key = variant.source_key
         if key not in stores:
             sources.append(key)
-            holder = RunDir(out / STORES / str(len(sources)))
+            holder = RunDir(out / SWEEP_STORES / str(len(sources)))
             holder.root.mkdir(parents=True, exist_ok=True)
             stores[key] = prepare_store(variant.recipe, holder, hooks)
         elif variant.recipe.data.width is not None:

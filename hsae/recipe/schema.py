@@ -73,6 +73,9 @@ class ModelConfig(CascadeConfig):
         return CascadeConfig.model_validate(self.model_dump(by_alias=True, exclude={"method"}))
 
 
+SWEEP_STORES = "stores"  # the sweep's folder of shared activation stores: no variant may take the name
+
+
 class Variant(Section):
     """One run of a sweep: the recipe with these ``--set``-style overrides (docs/recipes.md)."""
 
@@ -82,6 +85,12 @@ class Variant(Section):
     label: str | None = Field(None, description="column title in `hsae compare` (default: the name)")
     overrides: dict[str, Any] = Field(default_factory=dict, alias="set",
                                       description="dotted recipe keys and their values, e.g. {model.method: flat}")
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> "Variant":
+        if self.name == SWEEP_STORES:
+            raise ValueError(f"a variant cannot be named {SWEEP_STORES!r}: that folder holds the sweep's activations")
+        return self
 
 
 class Recipe(Section):

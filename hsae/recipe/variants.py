@@ -39,8 +39,9 @@ def source_key(tree: dict) -> str:
 
 def expand_variants(tree: dict, overrides: list[str], source: str, base_dir: Path | None = None) -> list[VariantRecipe]:
     """One validated recipe per variant of ``tree`` (a recipe file's content, before ``--set``)."""
-    base = copy.deepcopy(tree)
-    variants = base.pop("variants", None) or []
+    # Two copies: YAML anchors may share objects between the recipe and its variants.
+    base = copy.deepcopy({key: value for key, value in tree.items() if key != "variants"})
+    variants = copy.deepcopy(tree.get("variants") or [])
     for assignment in overrides:
         apply_override(base, assignment)
     parse_recipe({**base, "variants": variants}, source, base_dir)  # the variants list itself is well-formed
