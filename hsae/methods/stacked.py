@@ -35,13 +35,14 @@ class Stacked(SeparateSAEs):
             codes = out.levels[0].z.detach()
         return CascadeOutput(sum(out.loss for out in outs), [out.levels[0] for out in outs], first.x_hat)
 
-    def row_codes(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def row_codes(self, x: torch.Tensor, top: int | None = None) -> list[torch.Tensor]:
+        """Codes of levels 1..``top`` (default: all) on the rows ``x``, each level reading the last."""
         codes = [self.sae(1).encode(x).z]
-        for l in range(2, self.depth + 1):
+        for l in range(2, (top or self.depth) + 1):
             codes.append(self.sae(l).encode(codes[-1]).z)
         return codes
 
     def reconstruction(self, l, x):
-        below = self.row_codes(x)[l - 2]
+        below = self.row_codes(x, top=l - 1)[-1]
         out = self.sae(l)(below)
         return below, out.x_hat, out.z
