@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, hsae
+from sweepkit import ROOT, hsae
 from hsae.recipe.load import read_recipe_tree
 from hsae.recipe.variants import expand_variants
 

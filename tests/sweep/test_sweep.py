@@ -6,7 +6,7 @@ import csv
 import json
 import shutil
 
-from conftest import TINY_SWEEP, hsae, write_yaml
+from sweepkit import TINY_SWEEP, hsae, write_yaml
 
 
 def _csv_rows(path):

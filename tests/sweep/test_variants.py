@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from conftest import TINY_SWEEP, hsae, write_yaml
+from sweepkit import TINY_SWEEP, hsae, write_yaml
 from hsae.errors import BadInput
 from hsae.recipe.load import parse_recipe
 from hsae.recipe.variants import expand_variants
