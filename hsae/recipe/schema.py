@@ -47,6 +47,11 @@ class TrainConfig(Section):
     dead_window: int = Field(500, gt=0, description="steps without firing after which a latent counts as dead")
     device: str = "cpu"
     threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's choice)")
+    precision: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="autocast dtype of the forward pass, meant for CUDA; parameters, optimizer state, "
+        "thresholds and EMAs stay float32; float16 adds loss scaling")
+    compile: bool = Field(False, description="torch.compile the model (the first steps are slow while it compiles)")
+    prefetch: int = Field(2, ge=0, description="batches read ahead in a background thread (pinned memory on CUDA); 0: off")
 
 
 class EvalConfig(Section):
