@@ -117,9 +117,10 @@ class SAE(nn.Module):
         """Drop the component of each decoder column's gradient along the column (unit-norm mode)."""
         if not self.normalize_decoder or self.W_dec.grad is None:
             return
-        w = self.W_dec / self.W_dec.norm(dim=0, keepdim=True).clamp_min(1e-12)
-        g = self.W_dec.grad
-        g.sub_(w * (g * w).sum(0, keepdim=True))
+        # g ← g − W (g·W)/||W||², column by column, without a temporary of W's size
+        W, g = self.W_dec, self.W_dec.grad
+        along = torch.einsum("dn,dn->n", g, W) / torch.linalg.vector_norm(W, dim=0).square().clamp_min(1e-24)
+        g.addcmul_(W, along, value=-1)
 
     @torch.no_grad()
     def renormalize_decoder(self) -> None:
