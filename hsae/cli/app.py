@@ -18,7 +18,7 @@ from hsae.cli.tables import hierarchy_tree, plugins_table, summary_table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Hierarchical (cascaded) sparse autoencoders: train, evaluate and inspect.")
-console = Console()
+console = Console(soft_wrap=True)  # messages keep paths on one line (no hard wrapping)
 
 RecipeArg = typer.Argument(..., help="recipe YAML file", show_default=False)
 SetOpt = typer.Option(None, "--set", help="override a recipe key, e.g. --set train.lr=3e-4 (repeatable)")
