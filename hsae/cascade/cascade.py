@@ -134,7 +134,7 @@ class Cascade(nn.Module):
     def level_inputs(self, l: int, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and reconstruction targets of level l ≥ 2: the active atoms of level l−1 (Eq. 7,
         21), detached as the stop-gradient mode says (Eq. 34-35)."""
-        atoms = self.level(l - 1).W_dec[:, active].t()
+        atoms = self.level(l - 1).W_dec.t()[active]
         mode = self.config.stop_gradient
         inputs = atoms.detach() if mode == "bilateral" else atoms
         target = atoms.detach() if mode in ("partial", "bilateral") else atoms
@@ -168,10 +168,11 @@ class Cascade(nn.Module):
             penalty = out.encoding.penalty.mean() * (cfg.sparsity_coef * sae.encoder.sparsity_scale(step or 0))
             if cfg.usage_coef:
                 penalty = penalty + cfg.usage_coef * usage_penalty(enc)
-            loss = (err + penalty) / _level_loss_scale(target, cfg.normalisation)
+            scale = _level_loss_scale(target, cfg.normalisation)
+            loss = (err + penalty) / scale
             aux = sae.encoder.aux_loss(out.encoding, target, out.x_hat, sae)
             if aux is not None:
-                loss = loss + aux / _level_loss_scale(target, cfg.normalisation)
+                loss = loss + aux / scale
             total = total + weights[l - 1] * loss
             with torch.no_grad():
                 fired = enc.firing(eps)

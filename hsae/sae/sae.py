@@ -75,8 +75,9 @@ class SAE(nn.Module):
         return self.W_dec.norm(dim=0)
 
     def encode(self, x: torch.Tensor) -> Encoding:
-        """Eq. 1: the encoder plugin applies σ to W_enc (x − b_dec) (+ b_enc)."""
-        centered = x - self.b_dec
+        """Eq. 1: the encoder plugin applies σ to W_enc (x − b_dec) (+ b_enc). The rows are made
+        contiguous first, so the code does not depend on how ``x`` is laid out in memory."""
+        centered = (x - self.b_dec).contiguous()
         selector = self._selector(x.shape[0])
         if selector is None:
             return self.encoder.encode(centered @ self.W_enc.t(), self.b_enc, self.decoder_norms())
