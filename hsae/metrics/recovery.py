@@ -1,16 +1,20 @@
 """How well a cascade recovers a planted hierarchy (definitions: ``docs/synthetic.md``).
 
-Leaves: learned level-1 atoms (decoder columns, spec Eq. 6) are matched one-to-one to the
-true leaf directions. Among the pairs whose cosine reaches ``threshold``, the matching takes
-as many pairs as possible and, among those, the largest total cosine (Hungarian algorithm,
-``scipy.optimize.linear_sum_assignment``). Cosines are signed.
+Leaves: every true leaf direction is assigned its own learned level-1 atom (decoder columns,
+spec Eq. 6), one-to-one: the assignment has as many pairs at cosine ≥ ``threshold`` (the
+*matched* pairs) as possible and, among those, the largest total cosine over all assigned pairs
+(Hungarian algorithm, ``scipy.optimize.linear_sum_assignment``). Cosines are signed.
+``leaf_recovery`` is the share of leaves matched.
 
-Levels l = 2..L: a matched atom's learned ancestor is ``π_l(...π_2(i))`` (spec Eq. 33, −1
+Levels l = 2..L: an assigned atom's learned ancestor is ``π_l(...π_2(i))`` (spec Eq. 33, −1
 when some link has no parent, and −1 stays −1); its true ancestor is its leaf's ancestor at
-level l. Over pairs of matched atoms, a *true pair* shares a true ancestor, a *predicted
+level l. Over pairs of assigned atoms, a *true pair* shares a true ancestor, a *predicted
 pair* shares a learned ancestor other than −1. Precision = |true ∩ predicted| / |predicted|,
-recall = |true ∩ predicted| / |true|, F1 their harmonic mean; ARI compares the two
-partitions, an atom without a learned ancestor counting as its own singleton cluster.
+recall = |true ∩ predicted| / |true|, F1 = 2|true ∩ predicted| / (|true| + |predicted|) (their
+harmonic mean, and 0 when nothing true is predicted); ARI compares the two partitions, an atom
+without a learned ancestor counting as its own singleton cluster. The grouping is scored on the
+atom that stands for each leaf whether or not it reaches the threshold, so it is defined for a
+method that matches few leaves; ``leaf_recovery`` says how good those atoms are.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ NO_PARENT = -1
 
 @dataclass(frozen=True)
 class LevelRecovery:
-    """Agreement at one level; a ratio is ``None`` when its denominator is zero."""
+    """Agreement at one level; a ratio is ``None`` when its denominator is zero (F1: when there
+    are neither true nor predicted pairs)."""
 
     level: int
     precision: float | None
@@ -42,9 +47,9 @@ class LevelRecovery:
     predicted_pairs: int
     correct_pairs: int
     n_true: int  # concepts at this level in the truth
-    n_true_used: int  # distinct true ancestors of the matched atoms
-    n_learned_used: int  # distinct learned ancestors (not −1) of the matched atoms
-    n_without_parent: int  # matched atoms whose learned ancestor is −1
+    n_true_used: int  # distinct true ancestors of the assigned atoms
+    n_learned_used: int  # distinct learned ancestors (not −1) of the assigned atoms
+    n_without_parent: int  # assigned atoms whose learned ancestor is −1
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,8 @@ class RecoveryReport:
     matched_atoms: tuple[int, ...]
     matched_leaves: tuple[int, ...]
     matched_cosines: tuple[float, ...]
-    levels: tuple[LevelRecovery, ...]
+    assigned_atoms: tuple[int, ...]  # the atom standing for each leaf, in leaf order (−1: none)
+    levels: tuple[LevelRecovery, ...]  # scored on the assigned atoms
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,16 +77,18 @@ def cosine_matrix(atoms: np.ndarray, leaves: np.ndarray) -> np.ndarray:
     return a @ b.T
 
 
-def match_atoms(cos: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of a one-to-one matching with every ``cos >= threshold``: the most
-    pairs, then the largest total cosine among matchings with that many pairs."""
+def assign_atoms(cos: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A one-to-one assignment of atoms (rows) to leaves (columns) with ``min(cos.shape)``
+    pairs: the most pairs with ``cos >= threshold``, then the largest total cosine. Returns
+    rows, columns and which pairs reach the threshold, sorted by column."""
     eligible = cos >= threshold
-    # A bonus larger than any total cosine makes the pair count dominate the objective.
-    bonus = min(cos.shape) + 1.0
-    score = np.where(eligible, bonus + cos, 0.0)
-    rows, cols = linear_sum_assignment(score, maximize=True)
-    keep = eligible[rows, cols]
-    return rows[keep], cols[keep]
+    # Total cosines of two assignments differ by at most 2·min(shape): a larger bonus per
+    # eligible pair makes their count dominate the objective.
+    bonus = 2.0 * min(cos.shape) + 1.0
+    rows, cols = linear_sum_assignment(np.where(eligible, bonus, 0.0) + cos, maximize=True)
+    order = np.argsort(cols)
+    rows, cols = rows[order], cols[order]
+    return rows, cols, eligible[rows, cols]
 
 
 def _pairs(counts: np.ndarray) -> int:
@@ -105,10 +113,7 @@ def level_agreement(
     true_pairs, predicted_pairs = _pairs(true_counts), _pairs(learned_counts)
     correct = _pairs(joint_counts)
     precision, recall = _ratio(correct, predicted_pairs), _ratio(correct, true_pairs)
-    if precision is None or recall is None:
-        f1 = None
-    else:
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    f1 = _ratio(2 * correct, true_pairs + predicted_pairs)
     # Atoms without a learned ancestor become singletons: labels past every real one.
     singleton = learned_labels.max(initial=0) + 1 + np.arange(len(learned_labels))
     ari_labels = np.where(grouped, learned_labels, singleton)
@@ -183,9 +188,7 @@ def hierarchy_recovery(
         raise BadInput(f"threshold must be in (0, 1]; got {threshold}")
     parents = _check_parents(learned_parents, len(atoms))
     cos = cosine_matrix(atoms, truth.leaves)
-    atom_index, leaf_index = match_atoms(cos, threshold)
-    order = np.argsort(leaf_index)
-    atom_index, leaf_index = atom_index[order], leaf_index[order]
+    atom_index, leaf_index, matched = assign_atoms(cos, threshold)
     levels = tuple(
         level_agreement(
             level,
@@ -196,15 +199,18 @@ def hierarchy_recovery(
         for level in range(2, min(truth.depth, 1 + len(parents)) + 1)
     )
     n_leaves = len(truth.leaves)
+    assigned = np.full(n_leaves, NO_PARENT)
+    assigned[leaf_index] = atom_index
     return RecoveryReport(
         threshold=threshold,
         n_leaves=n_leaves,
         n_atoms=len(atoms),
-        n_matched=len(atom_index),
-        leaf_recovery=len(atom_index) / n_leaves,
+        n_matched=int(matched.sum()),
+        leaf_recovery=int(matched.sum()) / n_leaves,
         mean_best_cosine=float(cos.max(axis=0).mean()) if len(atoms) else 0.0,
-        matched_atoms=tuple(int(i) for i in atom_index),
-        matched_leaves=tuple(int(j) for j in leaf_index),
-        matched_cosines=tuple(float(c) for c in cos[atom_index, leaf_index]),
+        matched_atoms=tuple(int(i) for i in atom_index[matched]),
+        matched_leaves=tuple(int(j) for j in leaf_index[matched]),
+        matched_cosines=tuple(float(c) for c in cos[atom_index[matched], leaf_index[matched]]),
+        assigned_atoms=tuple(int(i) for i in assigned),
         levels=levels,
     )

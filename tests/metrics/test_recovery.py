@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hsae.errors import BadInput
-from hsae.metrics.recovery import hierarchy_recovery, learned_ancestors, level_agreement, match_atoms
+from hsae.metrics.recovery import hierarchy_recovery, learned_ancestors, level_agreement, assign_atoms
 from hsae.metrics.truth import Truth
 
 
@@ -66,39 +66,57 @@ def test_atoms_without_parent_form_no_pair_and_are_singletons_for_ari():
     assert (level.n_without_parent, level.n_learned_used) == (2, 2)
 
 
-def test_no_predicted_pairs_leaves_precision_undefined():
+def test_no_predicted_pairs_leaves_precision_undefined_and_f1_zero():
     level = level2([-1] * 6)
-    assert level.precision is None and level.f1 is None
-    assert level.recall == 0.0
+    assert level.precision is None
+    assert level.recall == 0.0 and level.f1 == 0.0
+
+
+def test_f1_is_undefined_only_without_true_and_predicted_pairs():
+    singletons = level_agreement(2, np.array([0, 1, 2]), np.array([-1, -1, -1]), 3)
+    assert singletons.f1 is None
+    assert level_agreement(2, np.array([0, 1, 2]), np.array([4, 4, -1]), 3).f1 == 0.0
 
 
 def test_matching_prefers_more_pairs_over_larger_total_cosine():
     # Plain Hungarian on cosine picks the anti-diagonal (1.84 > 1.81) and keeps 1 pair.
     cos = np.array([[0.90, 0.99], [0.85, 0.91]])
-    rows, cols = match_atoms(cos, 0.9)
-    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 0), (1, 1)]
+    rows, cols, matched = assign_atoms(cos, 0.9)
+    assert (rows.tolist(), cols.tolist(), matched.tolist()) == ([0, 1], [0, 1], [True, True])
 
 
-def test_matching_is_one_to_one_and_respects_threshold():
-    # Two atoms both close to leaf 0: only one may take it; leaf 1 is reached by none.
+def test_assignment_is_one_to_one_and_marks_the_pairs_below_threshold():
+    # Two atoms both close to leaf 0: only one may take it; leaf 1 is reached by none at 0.9,
+    # and is assigned the atom of the larger total cosine.
     cos = np.array([[0.97, 0.2], [0.95, 0.89], [0.1, 0.1]])
-    rows, cols = match_atoms(cos, 0.9)
-    assert rows.tolist() == [0] and cols.tolist() == [0]
+    rows, cols, matched = assign_atoms(cos, 0.9)
+    assert (rows.tolist(), cols.tolist(), matched.tolist()) == ([0, 1], [0, 1], [True, False])
 
 
-def test_leaf_recovery_and_unmatched_atoms():
+def test_leaf_recovery_and_assigned_atoms_below_threshold():
     truth = two_families()
     atoms = np.eye(6)[[4, 1, 0]] * 3.0  # norms do not matter
-    atoms = np.vstack([atoms, np.ones((1, 6))])  # cosine 0.41 with every leaf
+    atoms = np.vstack([atoms, [[1, 1, 1, 1, 1, 2]]])  # cosine 2/3 with leaf 5, 1/3 with the others
     report = hierarchy_recovery(torch.tensor(atoms), [np.array([0, 0, 1, 1])], truth)
     assert report.n_matched == 3 and report.leaf_recovery == 0.5
     assert report.matched_leaves == (0, 1, 4) and report.matched_atoms == (2, 1, 0)
-    assert report.mean_best_cosine == pytest.approx((3 * 1.0 + 3 / np.sqrt(6)) / 6)
+    assert report.assigned_atoms == (2, 1, -1, -1, 0, 3)
+    assert report.mean_best_cosine == pytest.approx((3 * 1.0 + 2 / 3 + 2 / 3) / 6)
     (level,) = report.levels
-    # Matched atoms 2, 1, 0 -> learned parents 1, 0, 0; true parents 0, 0, 1.
-    assert (level.true_pairs, level.predicted_pairs, level.correct_pairs) == (1, 1, 0)
+    # Assigned atoms 2, 1, 0, 3 (leaves 0, 1, 4, 5) -> learned parents 1, 0, 0, 1; true 0, 0, 1, 1.
+    assert (level.true_pairs, level.predicted_pairs, level.correct_pairs) == (2, 2, 0)
     assert level.n_true_used == 2
-    assert report.to_dict()["levels"][0]["precision"] == 0.0
+    assert report.to_dict()["levels"][0]["precision"] == 0.0 and level.f1 == 0.0
+
+
+def test_grouping_is_scored_when_no_leaf_reaches_the_threshold():
+    # Atoms at cosine 0.8 with their leaves (below 0.9): nothing matched, the grouping still scored.
+    truth = two_families()
+    atoms = 0.8 * np.eye(6) + 0.6 * np.roll(np.eye(6), 3, axis=1)
+    report = hierarchy_recovery(atoms, [np.array([7, 7, 7, 2, 2, 2])], truth)
+    assert report.n_matched == 0 and report.leaf_recovery == 0.0
+    assert report.assigned_atoms == (0, 1, 2, 3, 4, 5)
+    assert report.levels[0].f1 == 1.0
 
 
 def three_levels() -> Truth:
