@@ -69,7 +69,7 @@ def usage_penalty(code: torch.Tensor | Encoding) -> torch.Tensor:
     return code.pow(2).sum(0).add(1e-12).sqrt().sum() / code.shape[0]
 
 
-def _level_loss_scale(target: torch.Tensor, how: str) -> torch.Tensor:
+def level_loss_scale(target: torch.Tensor, how: str) -> torch.Tensor:
     """Divisor of L_l for the chosen normalisation (detached)."""
     target = target.detach()
     if how == "sum":
@@ -168,7 +168,7 @@ class Cascade(nn.Module):
             penalty = out.encoding.penalty.mean() * (cfg.sparsity_coef * sae.encoder.sparsity_scale(step or 0))
             if cfg.usage_coef:
                 penalty = penalty + cfg.usage_coef * usage_penalty(enc)
-            scale = _level_loss_scale(target, cfg.normalisation)
+            scale = level_loss_scale(target, cfg.normalisation)
             loss = (err + penalty) / scale
             aux = sae.encoder.aux_loss(out.encoding, target, out.x_hat, sae)
             if aux is not None:

@@ -24,7 +24,7 @@ from pydantic import Field
 from torch import nn
 
 from hsae import registry
-from hsae.cascade.cascade import CascadeOutput, FiringMonitor, LevelOutput, _level_loss_scale, usage_penalty
+from hsae.cascade.cascade import CascadeOutput, FiringMonitor, LevelOutput, level_loss_scale, usage_penalty
 from hsae.interfaces.encoder import Encoding
 from hsae.methods.base import HierarchyModel, MethodOptions
 from hsae.sae.sae import SAE, SAEOutput
@@ -113,7 +113,7 @@ class Matryoshka(HierarchyModel):
         penalty = enc.penalty.mean() * (cfg.sparsity_coef * sae.encoder.sparsity_scale(step or 0))
         if cfg.usage_coef:
             penalty = penalty + cfg.usage_coef * usage_penalty(z)
-        scale = _level_loss_scale(x, cfg.normalisation)
+        scale = level_loss_scale(x, cfg.normalisation)
         loss = (nested + penalty) / scale
         aux = sae.encoder.aux_loss(enc, x, prefixes[-1], sae)
         if aux is not None:
