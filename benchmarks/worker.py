@@ -1,0 +1,102 @@
+"""Worker processes of the harness.
+
+``python -m benchmarks.worker time SPEC_JSON ROUNDS CASE… OUT_JSON`` builds the cases (one
+architecture family), warms each up, then runs ROUNDS rounds; in each round every case runs its
+timed window (``spec.steps`` steps, rounded up to whole ``update_every`` cycles) in turn. Cases
+compared with one another are thus timed in one process, on the same data and threads, and
+close together in time: a busy moment of the machine slows a whole round, not one case.
+
+``python -m benchmarks.worker memory SPEC_JSON CASE OUT_JSON`` measures one case alone: the
+resident high-water mark over its timed steps and the peak tensor memory of one profiled step,
+against the state that a step cannot do without (parameters, optimizer state, one batch).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from benchmarks import memory
+from benchmarks.cases import CASES, Stepper
+from benchmarks.spec import Spec
+
+
+class Timed:
+    """A case's stepper with its own step counter. The warm-up is rounded up to whole cycles and
+    the timed window is whole cycles, so every window starts with a step that runs every level."""
+
+    def __init__(self, name: str, spec: Spec, batches: list[torch.Tensor]):
+        cycle = CASES[name].cycle(spec)
+        self.spec, self.batches = spec, batches
+        self.stepper: Stepper = CASES[name].build(spec)
+        self.window = cycle * math.ceil(spec.steps / cycle)
+        self.index = 0
+        self.run(cycle * math.ceil(spec.warmup / cycle))
+
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            self.stepper.step(self.batches[self.index % len(self.batches)], self.index)
+            self.index += 1
+
+    def time_window(self) -> float:
+        """Samples per second over one timed window."""
+        started = time.perf_counter()
+        self.run(self.window)
+        return self.spec.batch * self.window / (time.perf_counter() - started)
+
+
+def time_cases(names: list[str], spec: Spec, rounds: int) -> dict[str, list[float]]:
+    batches = spec.batches()
+    cases = {name: Timed(name, spec, batches) for name in names}
+    speeds: dict[str, list[float]] = {name: [] for name in names}
+    for _ in range(rounds):
+        for name, case in cases.items():
+            speeds[name].append(case.time_window())
+    return speeds
+
+
+def measure_memory(name: str, spec: Spec) -> dict:
+    batches = spec.batches()
+    baseline = memory.resident_mib()  # the batches are counted as one, below
+    case = Timed(name, spec, batches)
+    memory.reset_resident_peak()
+    case.run(case.window)
+    resident_peak = memory.resident_peak_mib()
+    stepper = case.stepper
+    batch = memory.tensor_bytes([batches[0]])
+    state = (memory.tensor_bytes(stepper.model.parameters())
+             + memory.tensor_bytes(t for s in stepper.optimizer.state.values() for t in s.values()) + batch)
+    # Gradients are dropped first, so the profiled step allocates its own whether or not the
+    # library keeps them between steps; the window was whole cycles, so this step runs every level.
+    stepper.optimizer.zero_grad(set_to_none=True)
+    growth = memory.peak_tensor_growth(lambda: case.run(1))
+    return {
+        "state_mib": state / memory.MIB,
+        "peak_tensor_mib": (state + growth) / memory.MIB,
+        "resident_growth_mib": (None if baseline is None or resident_peak is None
+                                else resident_peak - baseline + batch / memory.MIB),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    mode, spec_json, *rest = argv or sys.argv[1:]
+    spec = Spec(**json.loads(spec_json))
+    torch.set_num_threads(spec.threads)
+    warnings.simplefilter("ignore")
+    if mode == "time":
+        rounds, *names, out = rest
+        result = time_cases(names, spec, int(rounds))
+    else:
+        name, out = rest
+        result = measure_memory(name, spec)
+    Path(out).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
