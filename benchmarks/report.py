@@ -112,7 +112,8 @@ def markdown(spec: Spec, rounds: int, results: dict, hms: dict | str | None, ext
                    f"{_mib(r.get('resident_growth_mib'))} |")
     out += ["", "state: parameters + optimizer state + one batch. peak tensors: live tensor memory at the "
             "step's peak (torch profiler; a lower bound). resident growth: the process's resident high-water mark over the "
-            "timed steps, above its resident size before the model was built, plus one batch. \"vs hsae topk\" "
+            "timed steps, above its resident size before the model was built (the libraries already imported), plus "
+            "one batch. \"vs hsae topk\" "
             "is given for the cases timed with it (the TopK family).", ""]
     out += ratio_lines(results, spec)
     notes = list(notes)
