@@ -40,6 +40,14 @@ def _selector_follows_encode(cls: type) -> bool:
     return issubclass(defined_in["sparse_selector"], defined_in["encode"])
 
 
+@torch.no_grad()
+def remove_parallel(grad: torch.Tensor, W: torch.Tensor) -> None:
+    """grad[:, j] ← grad[:, j] − W[:, j] (grad[:, j]·W[:, j]) / ||W[:, j]||², in place, for
+    (d, m) columns, without a temporary of their size."""
+    along = torch.einsum("dn,dn->n", grad, W) / torch.linalg.vector_norm(W, dim=0).square().clamp_min(1e-24)
+    grad.addcmul_(W, along, value=-1)
+
+
 class SAE(nn.Module):
     """An SAE of width ``n_latents`` on inputs of width ``n_inputs``; σ and S from ``encoder``.
     ``fast_path``: use the encoder's sparse selector when it has one (set False for the dense
@@ -77,12 +85,12 @@ class SAE(nn.Module):
     def encode(self, x: torch.Tensor) -> Encoding:
         """Eq. 1: the encoder plugin applies σ to W_enc (x − b_dec) (+ b_enc). The rows are made
         contiguous first, so the code does not depend on how ``x`` is laid out in memory."""
-        centered = (x - self.b_dec).contiguous()
         selector = self._selector(x.shape[0])
         if selector is None:
+            centered = (x - self.b_dec).contiguous()
             return self.encoder.encode(centered @ self.W_enc.t(), self.b_enc, self.decoder_norms())
-        projection = sparse.Projection(centered, self.W_enc, self.b_enc)
-        rows = x.shape[0] if selector.whole_batch else sparse.chunk_rows(self.n_latents)
+        projection = sparse.Projection(x, self.W_enc, self.b_enc, self.b_dec)
+        rows = x.shape[0] if selector.whole_batch else sparse.chunk_rows(*x.shape, self.n_latents)
         for start, pre in projection.chunks(rows):
             selector.add(start, pre)
         support, values = selector.support()
@@ -116,12 +124,8 @@ class SAE(nn.Module):
     @torch.no_grad()
     def remove_parallel_grad(self) -> None:
         """Drop the component of each decoder column's gradient along the column (unit-norm mode)."""
-        if not self.normalize_decoder or self.W_dec.grad is None:
-            return
-        # g ← g − W (g·W)/||W||², column by column, without a temporary of W's size
-        W, g = self.W_dec, self.W_dec.grad
-        along = torch.einsum("dn,dn->n", g, W) / torch.linalg.vector_norm(W, dim=0).square().clamp_min(1e-24)
-        g.addcmul_(W, along, value=-1)
+        if self.normalize_decoder and self.W_dec.grad is not None:
+            remove_parallel(self.W_dec.grad, self.W_dec)
 
     @torch.no_grad()
     def renormalize_decoder(self) -> None:
