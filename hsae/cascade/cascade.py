@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from hsae import registry
@@ -69,6 +70,16 @@ def usage_penalty(code: torch.Tensor | Encoding) -> torch.Tensor:
     return code.pow(2).sum(0).add(1e-12).sqrt().sum() / code.shape[0]
 
 
+def squared_error(target: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of ||target − x_hat||² (Eq. 3's first term), in one fused op."""
+    return F.mse_loss(x_hat, target, reduction="sum") / target.shape[0]
+
+
+def batch_variance(target: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of ||target − mean row||², without a temporary of the batch's size."""
+    return target.var(0, unbiased=False).sum()
+
+
 def level_loss_scale(target: torch.Tensor, how: str) -> torch.Tensor:
     """Divisor of L_l for the chosen normalisation (detached)."""
     target = target.detach()
@@ -76,8 +87,8 @@ def level_loss_scale(target: torch.Tensor, how: str) -> torch.Tensor:
         return target.new_ones(())
     if how == "mean":
         return target.new_tensor(float(target.shape[1]))
-    second_moment = target.pow(2).sum(-1).mean()
-    variance = (target - target.mean(0)).pow(2).sum(-1).mean()
+    second_moment = torch.linalg.vector_norm(target).square() / target.shape[0]
+    variance = batch_variance(target)
     return torch.where(variance > 1e-6 * second_moment, variance, second_moment).clamp_min(1e-12)
 
 
@@ -164,7 +175,7 @@ class Cascade(nn.Module):
             sae, cfg = self.level(l), self.level_config(l)
             out = sae(inputs)
             enc = out.encoding
-            err = (target - out.x_hat).pow(2).sum(-1).mean()
+            err = squared_error(target, out.x_hat)
             penalty = out.encoding.penalty.mean() * (cfg.sparsity_coef * sae.encoder.sparsity_scale(step or 0))
             if cfg.usage_coef:
                 penalty = penalty + cfg.usage_coef * usage_penalty(enc)
@@ -178,8 +189,7 @@ class Cascade(nn.Module):
                 fired = enc.firing(eps)
                 if self.training:
                     self.monitors[str(l)].update(enc.firing(0.0))
-                variance = (target - target.mean(0)).pow(2).sum(-1).mean()
-                fvu = err.detach() / variance.clamp_min(1e-12)
+                fvu = err.detach() / batch_variance(target).clamp_min(1e-12)
             active = fired.nonzero().squeeze(1)
             if l == 1:
                 x_hat = out.x_hat
