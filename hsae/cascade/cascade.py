@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from hsae import registry
@@ -70,14 +69,39 @@ def usage_penalty(code: torch.Tensor | Encoding) -> torch.Tensor:
     return code.pow(2).sum(0).add(1e-12).sqrt().sum() / code.shape[0]
 
 
+ROW_BLOCKS = 8
+"""Batch-wide sums below run over this many blocks of rows: no temporary of the batch's size
+(a GPU's reductions over the rows of a whole batch take one twice its size)."""
+
+
+class _SquaredError(torch.autograd.Function):
+    """Σ_r ||target[r] − x̂[r]||² / B, formed a block of rows at a time; the backward's one
+    (B, d) tensor is the gradient (2/B)(x̂ − target)."""
+
+    @staticmethod
+    def forward(ctx, x_hat, target):
+        ctx.save_for_backward(x_hat, target)
+        blocks = zip(x_hat.tensor_split(ROW_BLOCKS), target.tensor_split(ROW_BLOCKS))
+        return sum(torch.linalg.vector_norm(a - b).square() for a, b in blocks) / x_hat.shape[0]
+
+    @staticmethod
+    def backward(ctx, grad):
+        x_hat, target = ctx.saved_tensors
+        need_x_hat, need_target = ctx.needs_input_grad
+        diff = torch.sub(x_hat, target).mul_(grad * (2 / x_hat.shape[0]))
+        return diff.to(x_hat.dtype) if need_x_hat else None, diff.neg().to(target.dtype) if need_target else None
+
+
 def squared_error(target: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ||target − x_hat||² (Eq. 3's first term), in one fused op."""
-    return F.mse_loss(x_hat, target, reduction="sum") / target.shape[0]
+    """Mean over rows of ||target − x_hat||² (Eq. 3's first term), without a (B, d) temporary."""
+    return _SquaredError.apply(x_hat, target)
 
 
 def batch_variance(target: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ||target − mean row||², without a temporary of the batch's size."""
-    return target.var(0, unbiased=False).sum()
+    """Mean over rows of ||target − mean row||², a block of rows at a time."""
+    blocks = target.tensor_split(ROW_BLOCKS)
+    mean = sum(rows.sum(0) for rows in blocks) / target.shape[0]
+    return sum(torch.linalg.vector_norm(rows - mean).square() for rows in blocks) / target.shape[0]
 
 
 def level_loss_scale(target: torch.Tensor, how: str) -> torch.Tensor:

@@ -48,6 +48,7 @@ class LatentBags:
         self.weights = weights.detach()[order].to(source.dtype)
         counts = torch.bincount(key, minlength=self.n_row_blocks * n_latents)
         self.bounds = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).int()  # of (row block, latent)
+        self._bounds = self.bounds.tolist()  # read on the host without a device sync per block
         self.n_latents, self.source, self.shift = n_latents, source, shift
 
     @property
@@ -64,7 +65,7 @@ class LatentBags:
         out = None
         for block in range(self.n_row_blocks):
             first = block * self.n_latents
-            lo, hi = int(self.bounds[first + start]), int(self.bounds[first + stop])
+            lo, hi = self._bounds[first + start], self._bounds[first + stop]
             if lo == hi:
                 continue
             part = F.embedding_bag(self.rows[lo:hi], self._matrix(block), self.bounds[first + start:first + stop] - lo,

@@ -209,8 +209,8 @@ class _Decode(torch.autograd.Function):
         if need_values:  # ∂L/∂v_i = ∂L/∂x̂[r_i] · W_dec[:, j_i]
             grad_values = torch.ops.aten._embedding_bag_per_sample_weights_backward(
                 grad, atoms, s.latents, s.offsets, s.rows, 0).to(values.dtype)
-        if need_b:
-            grad_b = grad.sum(0)
+        if need_b:  # Σ_r ∂L/∂x̂[r], as a product (a GPU's sum over rows takes a temporary of twice (B, d))
+            grad_b = grad.t() @ grad.new_ones(grad.shape[0])
         if need_W:
             grad_W = factored.gradient(ctx.W_dec, ctx.factors, True, s.rows, s.latents, values, s.n_latents, grad)
         return grad_values, grad_W, grad_b, None, None
