@@ -2,7 +2,9 @@
 and decay, gradient clipping, unit-norm decoders, metrics.jsonl, resumable checkpoints.
 
 A run resumed from a checkpoint continues the same batch stream and RNG state, so on CPU it
-ends bit-identical to an uninterrupted run with the same seed. Throughput options: mixed
+ends bit-identical to an uninterrupted run with the same seed. Runs that read the same batches
+(a sweep's variants) can be trained together in one pass over the store (:func:`fit_together`);
+a single run is such a pass with one model. Throughput options: mixed
 precision (``train.precision``), ``torch.compile`` (``train.compile``) and batches read ahead in
 a background thread (``train.prefetch``); docs/performance.md.
 """
@@ -90,6 +92,12 @@ class TrainResult:
     resumed_from: int | None
 
 
+def batch_stream(train: TrainConfig, normalize: bool) -> tuple:
+    """What decides a run's batches and how they are fed: runs on one store with equal streams
+    read the identical batches, so they can be trained together (:func:`fit_together`)."""
+    return train.batch_size, train.seed, train.steps, normalize, train.device, train.threads
+
+
 class Trainer:
     """``build(width)`` makes the model to train (default: a Cascade of ``model``); any module
     with the Cascade's training methods will do (the baselines of ``hsae.methods``)."""
@@ -99,6 +107,13 @@ class Trainer:
         self.model_config, self.cfg, self.store, self.run = model, train, store, run
         self.normalize = normalize
         self.build = build or (lambda width: Cascade(width, self.model_config))
+
+    @property
+    def batch_stream(self) -> tuple:
+        return batch_stream(self.cfg, self.normalize)
+
+    def fit(self, callback: StepCallback | None = None) -> TrainResult:
+        return fit_together([self], callback)[0]
 
     def _build(self) -> tuple[Cascade, torch.optim.Optimizer]:
         torch.manual_seed(self.cfg.seed)
@@ -142,39 +157,82 @@ class Trainer:
         tmp.write_text("".join(l + "\n" for l in kept))
         os.replace(tmp, self.run.log)
 
-    def fit(self, callback: StepCallback | None = None) -> TrainResult:
-        cfg = self.cfg
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        cascade, optimizer = self._build()
-        device = torch.device(cfg.device).type
-        scaler = torch.amp.GradScaler(device) if cfg.precision == "float16" else None
-        start, scale = self._resume(cascade, optimizer, scaler)
-        resumed_from = start if start else None
-        if scale is None:
-            scale = global_scale(self.store) if self.normalize else 1.0
-        batches = self.store.batches(cfg.batch_size, cfg.seed, start_step=start)
-        if cfg.prefetch:
-            batches = Prefetcher(batches, cfg.prefetch, pin_memory=device == "cuda")
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        self.run.root.mkdir(parents=True, exist_ok=True)
-        with open(self.run.log, "a") as log, contextlib.closing(batches):
-            for step in range(start, cfg.steps):
-                x = next(batches).to(cfg.device, non_blocking=True) * scale
-                factor = lr_multiplier(step, cfg.steps, cfg.warmup_steps, cfg.decay_start)
-                for group in optimizer.param_groups:
-                    group["lr"] = group["base_lr"] * factor
-                out = train_step(cascade, optimizer, x, step, cfg, params, scaler)
-                metrics = None
-                if step % cfg.log_every == 0 or step == cfg.steps - 1:
-                    metrics = step_metrics(step, cfg.lr * factor, out, cascade, cfg.dead_window)
-                    log.write(json.dumps(metrics) + "\n")
-                    log.flush()
-                if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-                    extra = {"scale": scale, "rng": torch.get_rng_state().tolist()}
-                    if scaler is not None:
-                        extra["scaler"] = scaler.state_dict()
-                    save_checkpoint(self.run.checkpoints, step + 1, cascade, optimizer, extra, cfg.keep_checkpoints)
-                if callback is not None:
-                    callback(step, metrics)
-        return TrainResult(cascade, scale, resumed_from)
+
+class _Member:
+    """A trainer's model in training: its optimizer, loss scaler, metrics.jsonl, checkpoints and
+    its own torch RNG state, which is swapped in for each of its steps (so that models trained
+    together draw the random numbers each would draw alone)."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        cfg = trainer.cfg
+        self.model, self.optimizer = trainer._build()
+        self.scaler = torch.amp.GradScaler(torch.device(cfg.device).type) if cfg.precision == "float16" else None
+        self.start, self.scale = trainer._resume(self.model, self.optimizer, self.scaler)
+        self.rng = torch.get_rng_state()
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.log = None
+
+    def open_log(self, stack: contextlib.ExitStack) -> None:
+        self.trainer.run.root.mkdir(parents=True, exist_ok=True)
+        self.log = stack.enter_context(open(self.trainer.run.log, "a"))
+
+    def step(self, x: torch.Tensor, step: int) -> dict | None:
+        """Train on the batch ``x`` (before scaling) at ``step``; the metrics logged, if any."""
+        cfg, model, optimizer = self.trainer.cfg, self.model, self.optimizer
+        torch.set_rng_state(self.rng)
+        factor = lr_multiplier(step, cfg.steps, cfg.warmup_steps, cfg.decay_start)
+        for group in optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        out = train_step(model, optimizer, x * self.scale, step, cfg, self.params, self.scaler)
+        metrics = None
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            metrics = step_metrics(step, cfg.lr * factor, out, model, cfg.dead_window)
+            self.log.write(json.dumps(metrics) + "\n")
+            self.log.flush()
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            extra = {"scale": self.scale, "rng": torch.get_rng_state().tolist()}
+            if self.scaler is not None:
+                extra["scaler"] = self.scaler.state_dict()
+            save_checkpoint(self.trainer.run.checkpoints, step + 1, model, optimizer, extra, cfg.keep_checkpoints)
+        self.rng = torch.get_rng_state()
+        return metrics
+
+
+def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) -> list[TrainResult]:
+    """Train the trainers' models in one pass over their store: each batch is read once and
+    every model takes its step on it in turn, with its own optimizer, schedule, metrics.jsonl,
+    checkpoints and RNG state, so each ends as it would trained alone (bit-identical on CPU).
+
+    The trainers need one store and equal :attr:`Trainer.batch_stream`. Each resumes from its
+    own latest checkpoint; the pass starts at the earliest of them and a model skips the steps
+    it has already made. ``callback`` sees every step of the pass, with the model's metrics when
+    there is one trainer (None otherwise). The global scale is estimated once."""
+    if not trainers:
+        raise ValueError("fit_together needs at least one trainer")
+    first = trainers[0]
+    if any(t.store is not first.store or t.batch_stream != first.batch_stream for t in trainers):
+        raise ValueError("models trained together need one store and the same batch stream")
+    cfg = first.cfg
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    members = [_Member(trainer) for trainer in trainers]
+    if any(member.scale is None for member in members):
+        scale = global_scale(first.store) if first.normalize else 1.0
+        for member in members:
+            member.scale = scale if member.scale is None else member.scale
+    start = min(member.start for member in members)
+    batches = first.store.batches(cfg.batch_size, cfg.seed, start_step=start)
+    prefetch = max(trainer.cfg.prefetch for trainer in trainers)
+    if prefetch:
+        batches = Prefetcher(batches, prefetch, pin_memory=torch.device(cfg.device).type == "cuda")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(contextlib.closing(batches))
+        for member in members:
+            member.open_log(stack)
+        for step in range(start, cfg.steps):
+            x = next(batches).to(cfg.device, non_blocking=True)
+            metrics = [member.step(x, step) for member in members if step >= member.start]
+            if callback is not None:
+                callback(step, metrics[0] if len(members) == 1 else None)
+    return [TrainResult(member.model, member.scale, member.start or None) for member in members]
