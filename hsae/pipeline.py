@@ -21,7 +21,7 @@ from hsae.run_dir import RunDir, write_json
 from hsae.store import ActivationStore
 from hsae.store.layout import parts_folder
 from hsae.train.checkpoint import latest_checkpoint
-from hsae.train.trainer import StepCallback, Trainer
+from hsae.train.trainer import StepCallback, Trainer, TrainResult
 
 
 @dataclass
@@ -83,16 +83,24 @@ def run_recipe(recipe: Recipe, tree: dict, run: RunDir, hooks: Hooks, fresh: boo
     return train_and_evaluate(recipe, run, store, hooks)
 
 
-def train_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, hooks: Hooks,
-                       extra: dict | None = None) -> dict:
-    """Train the recipe's model (cascade or baseline) on ``store``, save it with ``extra`` in
-    config.json, evaluate it; returns metrics.json's content."""
-    trainer = Trainer(recipe.model, recipe.train, store, run, recipe.data.normalize,
-                      build=lambda width: build_model(width, recipe.model, recipe.train.steps))
+def trainer_for(recipe: Recipe, run: RunDir, store: ActivationStore) -> Trainer:
+    """The trainer of the recipe's model (cascade or baseline) on ``store``, writing into ``run``."""
+    return Trainer(recipe.model, recipe.train, store, run, recipe.data.normalize,
+                   build=lambda width: build_model(width, recipe.model, recipe.train.steps))
+
+
+def train_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, hooks: Hooks) -> dict:
+    """Train the recipe's model on ``store``, save and evaluate it; returns metrics.json's content."""
     callback = hooks.train_progress(recipe.train.steps) if hooks.train_progress else None
-    result = trainer.fit(callback)
+    result = trainer_for(recipe, run, store).fit(callback)
     if result.resumed_from is not None:
         hooks.message(f"resumed from the checkpoint at step {result.resumed_from}")
+    return save_and_evaluate(recipe, run, store, result)
+
+
+def save_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, result: TrainResult,
+                      extra: dict | None = None) -> dict:
+    """Save a trained model with ``extra`` in config.json and evaluate it; returns metrics.json's content."""
     save_trained(run, result.cascade, result.scale, recipe.model, recipe.train.steps,
                  {"store": str(store.path.resolve()), **(extra or {})})
     return evaluate_run(run, recipe, store)

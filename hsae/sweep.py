@@ -3,8 +3,10 @@ evaluated into ``<out>/<variant>/`` on shared activations.
 
 Variants with the same activation source read one store, made once in ``<out>/stores/<k>/``
 (k = 1, 2, … in the order the sources first appear) unless the source is a store of the
-user's (``data.activations``). ``<out>/sweep.json`` lists the variants in recipe order, for
-``hsae compare``. Every variant resumes like a single run.
+user's (``data.activations``). Variants on one store with the same batch stream
+(``hsae.train.trainer.batch_stream``) and ``train.shared_pass`` are trained together, each
+batch read once. ``<out>/sweep.json`` lists the variants in recipe order, for ``hsae compare``.
+Every variant resumes like a single run.
 """
 
 from __future__ import annotations
@@ -14,11 +16,24 @@ from pathlib import Path
 
 from hsae.compare import SWEEP_FILE
 from hsae.errors import BadInput
-from hsae.pipeline import Hooks, check_run_dir, prepare_store, train_and_evaluate
+from hsae.pipeline import Hooks, check_run_dir, prepare_store, save_and_evaluate, trainer_for
 from hsae.recipe.schema import SWEEP_STORES
 from hsae.recipe.variants import VariantRecipe
 from hsae.run_dir import RunDir, write_json
 from hsae.store import ActivationStore
+from hsae.train.trainer import batch_stream, fit_together
+
+
+def shared_pass_groups(variants: list[VariantRecipe]) -> list[list[int]]:
+    """Indices of the variants trained together, groups ordered by their first variant: those
+    with ``train.shared_pass``, one activation source and one batch stream form a group; any
+    other variant is a group of its own."""
+    groups: dict[object, list[int]] = {}
+    for i, variant in enumerate(variants):
+        recipe = variant.recipe
+        key = (variant.source_key, batch_stream(recipe.train, recipe.data.normalize)) if recipe.train.shared_pass else i
+        groups.setdefault(key, []).append(i)
+    return list(groups.values())
 
 
 def run_sweep(variants: list[VariantRecipe], out: Path, hooks: Hooks, fresh: bool = False) -> list[RunDir]:
@@ -32,18 +47,34 @@ def run_sweep(variants: list[VariantRecipe], out: Path, hooks: Hooks, fresh: boo
         check_run_dir(run, variant.tree, fresh=False)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / SWEEP_FILE, {"variants": [{"name": v.name, "label": v.label} for v in variants]})
-    sources: list[str] = []
     stores: dict[str, ActivationStore] = {}
-    for i, (variant, run) in enumerate(zip(variants, runs), start=1):
-        hooks.message(f"variant {i}/{len(variants)}: {variant.name}")
-        run.write_recipe(variant.tree)
-        key = variant.source_key
-        if key not in stores:
-            sources.append(key)
-            holder = RunDir(out / SWEEP_STORES / str(len(sources)))
-            holder.root.mkdir(parents=True, exist_ok=True)
-            stores[key] = prepare_store(variant.recipe, holder, hooks)
-        elif variant.recipe.data.width is not None:
-            stores[key].check_width(variant.recipe.data.width)
-        train_and_evaluate(variant.recipe, run, stores[key], hooks, {"variant": variant.name, "label": variant.label})
+    for group in shared_pass_groups(variants):
+        members = [variants[i] for i in group]
+        numbers = ", ".join(str(i + 1) for i in group)
+        names = ", ".join(v.name for v in members)
+        hooks.message(f"variant {numbers}/{len(variants)}: {names}" if len(group) == 1 else
+                      f"variants {numbers}/{len(variants)}: training {names} together (one pass over the store)")
+        for i in group:
+            runs[i].write_recipe(variants[i].tree)
+        for variant in members:  # one source per group; each variant's data.width is checked
+            store = _store_of(variant, stores, out, hooks)
+        callback = hooks.train_progress(members[0].recipe.train.steps) if hooks.train_progress else None
+        results = fit_together([trainer_for(variants[i].recipe, runs[i], store) for i in group], callback)
+        for i, result in zip(group, results):
+            variant = variants[i]
+            if result.resumed_from is not None:
+                hooks.message(f"{variant.name}: resumed from the checkpoint at step {result.resumed_from}")
+            save_and_evaluate(variant.recipe, runs[i], store, result, {"variant": variant.name, "label": variant.label})
     return runs
+
+
+def _store_of(variant: VariantRecipe, stores: dict[str, ActivationStore], out: Path, hooks: Hooks) -> ActivationStore:
+    """The store of the variant's activation source, made at its first use in ``<out>/stores/<k>/``."""
+    key = variant.source_key
+    if key not in stores:
+        holder = RunDir(out / SWEEP_STORES / str(len(stores) + 1))
+        holder.root.mkdir(parents=True, exist_ok=True)
+        stores[key] = prepare_store(variant.recipe, holder, hooks)
+    elif variant.recipe.data.width is not None:
+        stores[key].check_width(variant.recipe.data.width)
+    return stores[key]

@@ -52,6 +52,9 @@ class TrainConfig(Section):
         "thresholds and EMAs stay float32; float16 adds loss scaling")
     compile: bool = Field(False, description="torch.compile the model (the first steps are slow while it compiles)")
     prefetch: int = Field(2, ge=0, description="batches read ahead in a background thread (pinned memory on CUDA); 0: off")
+    shared_pass: bool = Field(
+        True, description="sweep variants with the same batch stream are trained together, each batch read once; "
+        "false: one after another (less memory)")
 
 
 class EvalConfig(Section):
