@@ -39,6 +39,20 @@ LATENT_BLOCKS = 8
 at a time)."""
 
 
+LEAN_FROM_ENTRIES = 1 << 22
+"""``train.memory: auto`` takes the lean step on a CPU once a parameter has this many entries
+(16 MiB in float32): from there on it was measured as fast as the plain step (docs/performance.md),
+below it the blockwise update's overhead shows."""
+
+
+def takes_lean_step(cfg: TrainConfig, params: list[torch.Tensor]) -> bool:
+    """Whether ``train.memory`` picks the lean step: 'lean' and 'fast' as named; 'auto' on a CPU
+    when some parameter has at least :data:`LEAN_FROM_ENTRIES` entries, otherwise fast."""
+    if cfg.memory != "auto":
+        return cfg.memory == "lean"
+    return torch.device(cfg.device).type == "cpu" and max((p.numel() for p in params), default=0) >= LEAN_FROM_ENTRIES
+
+
 def lean_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, step: int,
                     cfg: TrainConfig, params: list[torch.Tensor],
                     scaler: torch.amp.GradScaler | None = None) -> CascadeOutput:

@@ -26,6 +26,8 @@ from hsae.recipe.schema import TrainConfig
 from hsae.store import ActivationStore
 from hsae.store.prefetch import Prefetcher
 from hsae.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from hsae.train.lean_step import lean_train_step, takes_lean_step
+from hsae.train.precision import autocast
 from hsae.train.schedule import lr_multiplier
 
 StepCallback = Callable[[int, dict | None], None]
@@ -53,20 +55,15 @@ def step_metrics(step: int, lr: float, out: CascadeOutput, cascade: Cascade, dea
     return {"step": step, "loss": float(out.loss.detach()), "lr": lr, "levels": levels}
 
 
-def autocast(cfg: TrainConfig):
-    """The forward pass's mixed precision (``train.precision``); parameters, optimizer state,
-    thresholds and EMAs stay float32."""
-    if cfg.precision == "float32":
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(cfg.device).type, dtype=getattr(torch, cfg.precision))
-
-
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, step: int,
                cfg: TrainConfig, params: list[torch.Tensor],
                scaler: torch.amp.GradScaler | None = None) -> CascadeOutput:
     """One optimizer step on the (scaled) batch ``x`` at the optimizer's current rates: joint loss
     (Eq. 10/25), backward, decoder-parallel gradient removal, clipping, Adam, renormalisation.
-    ``scaler`` scales the loss for float16."""
+    ``scaler`` scales the loss for float16. Where ``train.memory`` picks it
+    (:func:`hsae.train.lean_step.takes_lean_step`), the lean step does the same with less memory."""
+    if takes_lean_step(cfg, params):
+        return lean_train_step(model, optimizer, x, step, cfg, params, scaler)
     optimizer.zero_grad(set_to_none=True)
     with autocast(cfg):
         out = model(x, step)

@@ -225,3 +225,12 @@ def test_the_lean_step_peak_memory_is_within_1_3_of_the_state():
     peak = live_tensor_peak(lambda: lean_train_step(model, optimizer, x, 2, cfg, params))
     assert (state + peak) / state <= 1.3
     assert math.ceil(n / lean_step.LATENT_BLOCKS) < n  # the gradient is formed in several blocks
+
+
+def test_auto_memory_takes_the_lean_step_on_a_cpu_for_large_weights():
+    large, small = [torch.empty(lean_step.LEAN_FROM_ENTRIES, device="meta")], [torch.empty(64, 64, device="meta")]
+    assert lean_step.takes_lean_step(TrainConfig(), large)
+    assert not lean_step.takes_lean_step(TrainConfig(), small)
+    assert not lean_step.takes_lean_step(TrainConfig(device="cuda"), large)
+    assert lean_step.takes_lean_step(TrainConfig(memory="lean", device="cuda"), small)
+    assert not lean_step.takes_lean_step(TrainConfig(memory="fast"), large)

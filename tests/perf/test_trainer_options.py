@@ -1,5 +1,6 @@
-"""Trainer throughput options: prefetch leaves results bit-identical, mixed precision and
-torch.compile train, and float16's loss scale survives a resume."""
+"""Trainer throughput options: prefetch leaves results bit-identical, the lean memory mode gives
+the fast mode's run, mixed precision and torch.compile train, and float16's loss scale survives a
+resume."""
 
 from __future__ import annotations
 
@@ -43,6 +44,16 @@ def test_prefetch_gives_the_same_run_bit_for_bit(store_path, tmp_path):
     assert plain_log == ahead_log
     for (name, a), b in zip(plain.state_dict().items(), ahead.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_lean_memory_trains_the_same_run_as_fast(store_path, tmp_path):
+    fast, fast_log = fit(store_path, tmp_path / "fast", memory="fast", grad_clip=1.0)
+    lean, lean_log = fit(store_path, tmp_path / "lean", memory="lean", grad_clip=1.0)
+    assert [line["step"] for line in lean_log] == [line["step"] for line in fast_log]
+    np.testing.assert_allclose([line["loss"] for line in lean_log], [line["loss"] for line in fast_log],
+                               rtol=1e-4)
+    for (name, a), b in zip(fast.state_dict().items(), lean.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=name)
 
 
 @pytest.mark.parametrize("precision", ["bfloat16", "float16"])
