@@ -44,22 +44,25 @@ class Case:
 
 
 class HsaeStepper(Stepper):
-    """hsae's own training step (``hsae.train.trainer.train_step``): joint loss, backward,
+    """hsae's own training step (``hsae.train.trainer.train_step``, which hands to the lean step
+    where ``train.memory`` picks it; ``memory_step`` says which): joint loss, backward,
     parallel-gradient removal, clipping at 1, Adam, decoder renormalisation."""
 
-    def __init__(self, spec: Spec, levels: list[dict], fast: bool = True):
+    def __init__(self, spec: Spec, levels: list[dict], fast: bool = True, memory: str = "auto"):
         from hsae.cascade.cascade import Cascade
         from hsae.cascade.config import CascadeConfig
         from hsae.recipe.schema import TrainConfig
+        from hsae.train.lean_step import takes_lean_step
 
         self.model = Cascade(spec.d, CascadeConfig(levels=levels))
         self.model.reset_parameters(torch.Generator().manual_seed(spec.seed))
         self.model.train()
         for sae in self.model.levels.values():
             sae.fast_path = fast
-        self.cfg = TrainConfig(lr=1e-4, grad_clip=1.0)
+        self.cfg = TrainConfig(lr=1e-4, grad_clip=1.0, memory=memory)
         self.optimizer = torch.optim.Adam(self.model.param_groups(self.cfg.lr), betas=self.cfg.betas)
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.memory_step = "lean" if takes_lean_step(self.cfg, self.params) else "fast"
 
     def step(self, x: torch.Tensor, index: int) -> None:
         from hsae.train.trainer import train_step
@@ -77,12 +80,13 @@ HSAE_ENCODERS = {
 }
 
 
-def flat(encoder: str, fast: bool) -> Callable[[Spec], Stepper]:
-    """One level of width n with ``encoder``, on its fast path or the dense reference path."""
+def flat(encoder: str, fast: bool, memory: str = "auto") -> Callable[[Spec], Stepper]:
+    """One level of width n with ``encoder``, on its fast path or the dense reference path, with
+    the step of ``train.memory``."""
 
     def build(spec: Spec) -> Stepper:
         config, sparsity = HSAE_ENCODERS[encoder](spec)
-        return HsaeStepper(spec, [{"n_latents": spec.n, "encoder": config, "sparsity_coef": sparsity}], fast)
+        return HsaeStepper(spec, [{"n_latents": spec.n, "encoder": config, "sparsity_coef": sparsity}], fast, memory)
 
     return build
 
@@ -168,6 +172,8 @@ def _cases() -> list[Case]:
     every = {"cycle": lambda spec: spec.update_every}
     cases = [
         Case("hsae topk", "hsae", "topk", "TopK, fast path", flat("topk", True)),
+        Case("hsae topk, memory fast", "hsae", "topk", "TopK, fast path, train.memory: fast",
+             flat("topk", True, "fast")),
         Case("hsae topk dense", "hsae", "topk", "TopK, dense reference path", flat("topk", False)),
         Case("cascade 2 levels", "cascade", "topk", "TopK-k, n/4 TopK-1; every step", cascade(2, False)),
         Case("cascade 2 levels, update_every", "cascade", "topk", "the same, level 2 every m steps",

@@ -31,6 +31,13 @@ def _mib(value: float | None) -> str:
     return _number(value, 1 if value is not None and abs(value) < 10 else 0)
 
 
+def gradients(case: dict, spec: Spec) -> float:
+    """The parameters' gradients as a multiple of the state (parameters, Adam's two moments, one
+    batch)."""
+    batch = spec.batch * spec.d * 4 / (1 << 20)
+    return (case["state_mib"] - batch) / 3 / case["state_mib"]
+
+
 def ratio_lines(results: dict, spec: Spec) -> list[str]:
     """hsae against each peer, fast against dense, cascades against the flat level 1, memory."""
     lines = []
@@ -48,12 +55,17 @@ def ratio_lines(results: dict, spec: Spec) -> list[str]:
         if CASES[name].group == "cascade" and ratio is not None:
             lines.append(f"- {name}: a step takes **{ratio:.2f}×** the time of the flat level-1 step ({FLAT}; "
                          f"averaged over whole update_every cycles)")
-    flat = results.get(FLAT, {})
-    if flat.get("peak_tensor_mib") is not None:
-        gradients = (flat["state_mib"] - spec.batch * spec.d * 4 / (1 << 20)) / 3  # Adam keeps 2 tensors per parameter
-        lines.append(f"- {FLAT}: peak tensor memory of a step = **{flat['peak_tensor_mib'] / flat['state_mib']:.2f}×** "
-                     f"parameters + Adam state + one batch ({_mib(flat['state_mib'])} MiB); the gradients alone "
-                     f"are {gradients / flat['state_mib']:.2f}× of that sum")
+    for name in (FLAT, f"{FLAT}, memory fast"):
+        case = results.get(name, {})
+        if case.get("peak_tensor_mib") is not None:
+            step = f" ({case['memory_step']} step)" if case.get("memory_step") else ""
+            lines.append(f"- {name}{step}: peak tensor memory of a step = "
+                         f"**{case['peak_tensor_mib'] / case['state_mib']:.2f}×** parameters + Adam state + one batch "
+                         f"({_mib(case['state_mib'])} MiB; whole weight gradients would be "
+                         f"{gradients(case, spec):.2f}× of it)")
+    ratio = paired_ratio(results, FLAT, f"{FLAT}, memory fast")
+    if ratio is not None:
+        lines.append(f"- {FLAT} (train.memory auto): **{ratio:.2f}×** the samples/s of train.memory fast")
     return lines
 
 

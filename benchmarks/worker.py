@@ -86,6 +86,7 @@ def measure_memory(name: str, spec: Spec) -> dict:
         "peak_tensor_mib": (state + growth) / memory.MIB,
         "resident_growth_mib": (None if baseline is None or resident_peak is None
                                 else resident_peak - baseline + batch / memory.MIB),
+        "memory_step": getattr(stepper, "memory_step", None),
     }
 
 

@@ -40,12 +40,14 @@ def table_rows(report: str) -> list[str]:
 
 @pytest.mark.slow
 def test_the_report_has_every_case_the_cascade_ratios_hms_and_extraction(tmp_path):
-    report, raw = run_harness(tmp_path, "--cases", "hsae topk", "hsae topk dense", "cascade",
+    report, raw = run_harness(tmp_path, "--cases", "hsae topk", "hsae topk, memory fast", "hsae topk dense", "cascade",
                               "--hms", "2000", "512", "--extraction", "qwen3_vl", "16")
-    assert table_rows(report) == ["hsae topk", "hsae topk dense", *CASCADES]
+    assert table_rows(report) == ["hsae topk", "hsae topk, memory fast", "hsae topk dense", *CASCADES]
     for name in CASCADES:
         assert f"- {name}: a step takes **" in report
     assert "- hsae topk, fast path: **" in report
+    assert "- hsae topk (fast step): peak tensor memory of a step = **" in report  # tiny: auto takes the fast step
+    assert "- hsae topk (train.memory auto): **" in report
     assert "- HMS over 2,000 images × 512 latents" in report
     assert "- extraction (hsae.extract.run_extraction; tiny random qwen3_vl model" in report
     assert "  - per image: bare forward" in report
