@@ -8,7 +8,8 @@ entries i = (r_i, j_i) of a weight w_i times a row of a (B, d) matrix M:
 with, for W_enc, w_i = ∂L/∂p at entry i, M the SAE's input x and s = b_dec (spec §1, Eq. 1), and
 for W_dec (one atom per latent), w_i = z at entry i, M = ∂L/∂x̂ and s = 0 (Eq. 2). A
 :class:`LatentBags` holds (w, r, j, M, s) and forms any rows of G as a weighted bag sum
-(``embedding_bag``): a block of latents costs one block of G, never the whole (n, d) matrix.
+(``embedding_bag``) of M's rows less (Σ_{i: j_i = j} w_i) s, so (M − s) is never built: a block
+of latents costs one block of G, never the whole (n, d) matrix.
 
 Inside :func:`factored_gradients` the sparse path records these bags for its weights instead of
 filling ``.grad`` (the biases and inputs still get ordinary gradients); the lean training step
@@ -19,7 +20,6 @@ filled as usual, from the same bags.
 from __future__ import annotations
 
 import contextlib
-import math
 from contextvars import ContextVar
 from typing import Iterator
 
@@ -27,52 +27,37 @@ import torch
 import torch.nn.functional as F
 
 
-ROW_BLOCKS = 4
-"""In factored form, a bag source with a shift is read a quarter of its rows at a time, so that
-forming a block of G builds (M − s) for those rows only."""
-
-
 class LatentBags:
-    """G[j] = Σ_{i: latents_i = j} weights_i (source − shift)[rows_i] for j < ``n_latents``;
-    ``shift`` (a row, or None for 0) is a copy taken when the entries were made. The source is
-    read in ``row_blocks`` blocks of rows (each adds its part of G)."""
+    """G[j] = Σ_{i: latents_i = j} weights_i (source − shift)[rows_i] for j < ``n_latents``,
+    formed as Σ_i weights_i source[rows_i] − (Σ_i weights_i) shift; ``shift`` (a row, or None
+    for 0) is a copy taken when the entries were made."""
 
     def __init__(self, rows: torch.Tensor, latents: torch.Tensor, weights: torch.Tensor, n_latents: int,
-                 source: torch.Tensor, shift: torch.Tensor | None = None, row_blocks: int = 1):
-        self.row_step = max(1, math.ceil(source.shape[0] / row_blocks))
-        self.n_row_blocks = max(1, math.ceil(source.shape[0] / self.row_step))
-        block = rows.div(self.row_step, rounding_mode="floor")
-        key = block * n_latents + latents
-        order = torch.argsort(key, stable=True)
-        self.rows = (rows - block * self.row_step)[order].int()  # within its block of rows
+                 source: torch.Tensor, shift: torch.Tensor | None = None):
+        order = torch.argsort(latents, stable=True)
+        self.rows = rows[order].int()
         self.weights = weights.detach()[order].to(source.dtype)
-        counts = torch.bincount(key, minlength=self.n_row_blocks * n_latents)
-        self.bounds = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).int()  # of (row block, latent)
+        counts = torch.bincount(latents, minlength=n_latents)
+        self.bounds = torch.cat([counts.new_zeros(1), counts.cumsum(0)]).int()  # of each latent's entries
         self._bounds = self.bounds.tolist()  # read on the host without a device sync per block
+        self.weight_sums = None if shift is None else self.weights.new_zeros(n_latents).index_add_(
+            0, latents, weights.detach().to(source.dtype))
         self.n_latents, self.source, self.shift = n_latents, source, shift
 
     @property
     def width(self) -> int:
         return self.source.shape[1]
 
-    def _matrix(self, block: int) -> torch.Tensor:
-        """(M − s) on the rows of ``block``: a view of M when there is no shift."""
-        rows = self.source[block * self.row_step:(block + 1) * self.row_step]
-        return (rows if self.shift is None else rows - self.shift).contiguous()
-
     def rows_of(self, start: int, stop: int) -> torch.Tensor:
         """G[start:stop], (stop − start, d)."""
-        out = None
-        for block in range(self.n_row_blocks):
-            first = block * self.n_latents
-            lo, hi = self._bounds[first + start], self._bounds[first + stop]
-            if lo == hi:
-                continue
-            part = F.embedding_bag(self.rows[lo:hi], self._matrix(block), self.bounds[first + start:first + stop] - lo,
-                                   mode="sum", per_sample_weights=self.weights[lo:hi])
-            out = part if out is None else out.add_(part)
-            del part
-        return self.source.new_zeros(stop - start, self.width) if out is None else out
+        lo, hi = self._bounds[start], self._bounds[stop]
+        if lo == hi:
+            return self.source.new_zeros(stop - start, self.width)
+        out = F.embedding_bag(self.rows[lo:hi], self.source, self.bounds[start:stop] - lo, mode="sum",
+                              per_sample_weights=self.weights[lo:hi])
+        if self.shift is not None:
+            out.addr_(self.weight_sums[start:stop], self.shift.to(out.dtype), alpha=-1)
+        return out
 
     def dense(self) -> torch.Tensor:
         """The whole G, (n, d)."""
@@ -90,11 +75,6 @@ class FactoredGradient:
     @property
     def n_latents(self) -> int:
         return self.bags[0].n_latents
-
-    @property
-    def builds_matrix(self) -> bool:
-        """Whether forming it builds rows of a matrix (a bag source with a shift)."""
-        return any(bags.shift is not None for bags in self.bags)
 
     def latent_rows(self, tensor: torch.Tensor) -> torch.Tensor:
         """``tensor`` (shaped like W) viewed with one latent per row."""
@@ -177,8 +157,7 @@ def gradient(param: torch.Tensor, factors: GradientFactors | None, transposed: b
     other arguments: None after recording them in ``factors``, else the dense gradient
     (transposed back for a (d, n) weight)."""
     if factors is not None:
-        factors.add(param, LatentBags(rows, latents, weights, n_latents, source, shift,
-                                       1 if shift is None else ROW_BLOCKS), transposed)
+        factors.add(param, LatentBags(rows, latents, weights, n_latents, source, shift), transposed)
         return None
     dense = LatentBags(rows, latents, weights, n_latents, source, shift).dense()
     return dense.t() if transposed else dense

@@ -155,9 +155,6 @@ class _LeanUpdate:
         the dense gradients; ``coef`` (the clip coefficient) scales the gradients of ``params``."""
         factored = [(group, p) for group in self.optimizer.param_groups for p in group["params"]
                     if self.factors.get(p) is not None]
-        # weights whose gradient reads an existing matrix (∂L/∂x̂) first: that matrix is freed
-        # before the ones that build a (B, d) matrix (x − b_dec) to read
-        factored.sort(key=lambda item: self.factors.get(item[1]).builds_matrix)
         for group, p in factored:
             gradient = self.factors.pop(p)
             _adam_rows(self.optimizer, group, gradient, self.blocks(gradient), coef if id(p) in self.clipped else None)

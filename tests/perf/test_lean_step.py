@@ -158,9 +158,9 @@ def test_factored_gradients_sum_to_the_plain_gradients(name, block, seed):
 
 
 @settings(max_examples=40, deadline=None)
-@given(n_rows=st.integers(1, 9), n_latents=st.integers(1, 7), entries=st.integers(0, 40), row_blocks=st.integers(1, 5),
+@given(n_rows=st.integers(1, 9), n_latents=st.integers(1, 7), entries=st.integers(0, 40),
        shifted=st.booleans(), block=st.integers(1, 8), seed=st.integers(0, 10_000))
-def test_latent_bags_are_the_weighted_sum_of_their_rows(n_rows, n_latents, entries, row_blocks, shifted, block, seed):
+def test_latent_bags_are_the_weighted_sum_of_their_rows(n_rows, n_latents, entries, shifted, block, seed):
     """Repeated (row, latent) pairs included; entries grouped by row as the sparse path has them."""
     g = torch.Generator().manual_seed(seed)
     rows = torch.randint(n_rows, (entries,), generator=g).sort().values
@@ -170,7 +170,7 @@ def test_latent_bags_are_the_weighted_sum_of_their_rows(n_rows, n_latents, entri
     shift = torch.randn(3, generator=g, dtype=torch.float64) if shifted else None
     expected = torch.zeros(n_latents, 3, dtype=torch.float64).index_add_(
         0, latents, weights[:, None] * (source if shift is None else source - shift)[rows])
-    bags = LatentBags(rows, latents, weights, n_latents, source, shift, row_blocks)
+    bags = LatentBags(rows, latents, weights, n_latents, source, shift)
     assert torch.allclose(bags.dense(), expected)
     formed = torch.cat([bags.rows_of(start, min(start + block, n_latents)) for start in range(0, n_latents, block)])
     assert torch.allclose(formed, expected)
