@@ -107,9 +107,9 @@ def markdown(spec: Spec, rounds: int, results: dict, hms: dict | str | None, ext
         "",
         f"d = {spec.d}, n = {spec.n}, k = {spec.k}, batch {spec.batch}, float32, {spec.threads} threads, Adam. "
         f"Per case {spec.warmup} warm-up steps, then {rounds} rounds of {spec.steps} timed steps (both rounded up "
-        f"to whole cycles of m = {spec.update_every} steps for the cascades with update_every); the cases of one architecture are timed "
-        f"in one process, interleaved. samples/s: median over rounds; ratios: median over rounds of the ratio "
-        f"within a round. torch {torch.__version__}, {platform.machine()}"
+        f"to whole cycles of m = {spec.update_every} steps where a cascade with update_every is timed); the cases "
+        f"of one architecture are timed in one process, taking their steps in turn. samples/s: median over rounds; "
+        f"ratios: median over rounds of the ratio within a round. torch {torch.__version__}, {platform.machine()}"
         + ("" if load is None else f", load average {load:.2f} at the start") + ".",
         "",
         "| case | what | samples/s | vs hsae topk | ms/step | peak tensors MiB | × state | resident growth MiB |",

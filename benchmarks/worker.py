@@ -1,10 +1,11 @@
 """Worker processes of the harness.
 
 ``python -m benchmarks.worker time SPEC_JSON ROUNDS CASE… OUT_JSON`` builds the cases (one
-architecture family), warms each up, then runs ROUNDS rounds; in each round every case runs its
-timed window (``spec.steps`` steps, rounded up to whole ``update_every`` cycles) in turn. Cases
-compared with one another are thus timed in one process, on the same data and threads, and
-close together in time: a busy moment of the machine slows a whole round, not one case.
+architecture family), warms each up, then runs ROUNDS rounds of ``spec.steps`` timed steps per
+case (rounded up to whole ``update_every`` cycles, the same count for every case). The cases
+take their steps in turn, one step each, the order rotating from step to step: cases compared
+with one another are timed in one process, on the same data and threads, a few seconds apart at
+most, so a busy moment of the machine slows them alike.
 
 ``python -m benchmarks.worker memory SPEC_JSON CASE OUT_JSON`` measures one case alone: the
 resident high-water mark over its timed steps (above the resident size once its libraries are
@@ -29,36 +30,44 @@ from benchmarks.spec import Spec
 
 
 class Timed:
-    """A case's stepper with its own step counter. The warm-up is rounded up to whole cycles and
-    the timed window is whole cycles, so every window starts with a step that runs every level."""
+    """A case's stepper with its own step counter and the time its timed steps took. The warm-up
+    is whole cycles, so every timed window starts with a step that runs every level."""
 
     def __init__(self, name: str, spec: Spec, batches: list[torch.Tensor]):
-        cycle = CASES[name].cycle(spec)
+        self.cycle = CASES[name].cycle(spec)
         self.spec, self.batches = spec, batches
         self.stepper: Stepper = CASES[name].build(spec)
-        self.window = cycle * math.ceil(spec.steps / cycle)
+        self.window = self.cycle * math.ceil(spec.steps / self.cycle)
         self.index = 0
-        self.run(cycle * math.ceil(spec.warmup / cycle))
+        self.seconds = 0.0
+        self.run(self.cycle * math.ceil(spec.warmup / self.cycle))
 
     def run(self, steps: int) -> None:
         for _ in range(steps):
             self.stepper.step(self.batches[self.index % len(self.batches)], self.index)
             self.index += 1
 
-    def time_window(self) -> float:
-        """Samples per second over one timed window."""
+    def timed_step(self) -> None:
         started = time.perf_counter()
-        self.run(self.window)
-        return self.spec.batch * self.window / (time.perf_counter() - started)
+        self.run(1)
+        self.seconds += time.perf_counter() - started
 
 
 def time_cases(names: list[str], spec: Spec, rounds: int) -> dict[str, list[float]]:
+    """samples/s of each case in each round."""
     batches = spec.batches()
-    cases = {name: Timed(name, spec, batches) for name in names}
+    cases = [Timed(name, spec, batches) for name in names]
+    cycle = math.lcm(*(case.cycle for case in cases))
+    window = cycle * math.ceil(spec.steps / cycle)
     speeds: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(rounds):
-        for name, case in cases.items():
-            speeds[name].append(case.time_window())
+        for case in cases:
+            case.seconds = 0.0
+        for step in range(window):
+            for case in cases[step % len(cases):] + cases[:step % len(cases)]:
+                case.timed_step()
+        for name, case in zip(names, cases):
+            speeds[name].append(spec.batch * window / case.seconds)
     return speeds
 
 
