@@ -88,3 +88,15 @@ def test_the_extraction_option_takes_a_family_and_an_optional_image_count():
     for wrong in (["resnet"], ["qwen3_vl", "many"], ["qwen3_vl", "16", "2"]):
         with pytest.raises(SystemExit, match="--extraction takes FAMILY"):
             extraction_choice(wrong)
+
+
+def test_step_times_split_an_update_every_cascade_by_cycle_position():
+    from benchmarks.spec import Spec
+    from benchmarks.step_times import FLAT, step_times
+
+    spec = Spec(d=16, n=64, k=4, batch=32, threads=1, warmup=1, update_every=4)
+    times = step_times("cascade 2 levels, update_every", spec, 8)
+    every = "cascade 2 levels, update_every: steps training every level"
+    level_1 = "cascade 2 levels, update_every: level 1 only"
+    assert {kind: len(seconds) for kind, seconds in times.items()} == {FLAT: 8, every: 2, level_1: 6}
+    assert all(s > 0 for seconds in times.values() for s in seconds)
