@@ -104,15 +104,16 @@ def batch_variance(target: torch.Tensor) -> torch.Tensor:
     return sum(torch.linalg.vector_norm(rows - mean).square() for rows in blocks) / target.shape[0]
 
 
-def level_loss_scale(target: torch.Tensor, how: str) -> torch.Tensor:
-    """Divisor of L_l for the chosen normalisation (detached)."""
+def level_loss_scale(target: torch.Tensor, how: str, variance: torch.Tensor | None = None) -> torch.Tensor:
+    """Divisor of L_l for the chosen normalisation (detached); ``variance``, the target's
+    :func:`batch_variance` when the caller has it already."""
     target = target.detach()
     if how == "sum":
         return target.new_ones(())
     if how == "mean":
         return target.new_tensor(float(target.shape[1]))
     second_moment = torch.linalg.vector_norm(target).square() / target.shape[0]
-    variance = batch_variance(target)
+    variance = batch_variance(target) if variance is None else variance
     return torch.where(variance > 1e-6 * second_moment, variance, second_moment).clamp_min(1e-12)
 
 
@@ -203,7 +204,9 @@ class Cascade(nn.Module):
             penalty = out.encoding.penalty.mean() * (cfg.sparsity_coef * sae.encoder.sparsity_scale(step or 0))
             if cfg.usage_coef:
                 penalty = penalty + cfg.usage_coef * usage_penalty(enc)
-            scale = level_loss_scale(target, cfg.normalisation)
+            with torch.no_grad():
+                variance = batch_variance(target)
+            scale = level_loss_scale(target, cfg.normalisation, variance)
             loss = (err + penalty) / scale
             aux = sae.encoder.aux_loss(out.encoding, target, out.x_hat, sae)
             if aux is not None:
@@ -213,7 +216,7 @@ class Cascade(nn.Module):
                 fired = enc.firing(eps)
                 if self.training:
                     self.monitors[str(l)].update(enc.firing(0.0))
-                fvu = err.detach() / batch_variance(target).clamp_min(1e-12)
+                fvu = err.detach() / variance.clamp_min(1e-12)
             active = fired.nonzero().squeeze(1)
             if l == 1:
                 x_hat = out.x_hat
