@@ -20,7 +20,7 @@ from pathlib import Path
 
 from benchmarks.cases import CASES
 from benchmarks.report import markdown
-from benchmarks.spec import Spec
+from benchmarks.spec import Spec, add_options, from_options
 
 EXTRACTION_FAMILIES = ("qwen3_vl", "gemma3", "llava")  # hsae_plugins.extractors.tiny_models
 EXTRACTION_IMAGES = 128  # two commits of the store (every 64 images)
@@ -53,10 +53,8 @@ def extraction_choice(values: list[str]) -> tuple[str, int] | None:
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    defaults = Spec()
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    for field in ("d", "n", "k", "batch", "threads", "warmup", "steps", "update_every", "seed"):
-        parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=getattr(defaults, field))
+    add_options(parser)
     parser.add_argument("--rounds", type=int, default=3, help="rounds over all cases (medians over rounds)")
     parser.add_argument("--cases", nargs="*", help="case names or groups (hsae, cascade, saelens, "
                         "dictionary_learning); default all")
@@ -119,7 +117,7 @@ def measure_cases(spec: Spec, speeds: dict[str, list[float]], timeout: float, no
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
-    spec = Spec(**{f: getattr(args, f) for f in Spec().to_dict()})
+    spec = from_options(args)
     names, notes = selected(args.cases)
     for note in notes:
         print(note, flush=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import argparse
+from dataclasses import asdict, dataclass, fields
 
 import torch
 
@@ -26,3 +27,16 @@ class Spec:
         """``count`` batches of rows drawn from N(0, I), the same for every case and process."""
         generator = torch.Generator().manual_seed(self.seed)
         return [torch.randn(self.batch, self.d, generator=generator) for _ in range(count)]
+
+
+def add_options(parser: argparse.ArgumentParser, **defaults: int) -> None:
+    """One integer option per :class:`Spec` field (``--update-every`` for ``update_every``), its
+    default the field's unless given in ``defaults``."""
+    for field in fields(Spec):
+        default = defaults.get(field.name, field.default)
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=int, default=default)
+
+
+def from_options(args: argparse.Namespace) -> Spec:
+    """The :class:`Spec` of parsed :func:`add_options` options."""
+    return Spec(**{field.name: getattr(args, field.name) for field in fields(Spec)})

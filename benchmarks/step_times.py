@@ -9,49 +9,40 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 import warnings
 
 import torch
 
 from benchmarks.cases import CASES
-from benchmarks.spec import Spec
+from benchmarks.spec import Spec, add_options, from_options
 from benchmarks.worker import Timed
 
 FLAT = "hsae topk"
 
 
-def step_seconds(timed: Timed) -> float:
-    started = time.perf_counter()
-    timed.run(1)
-    return time.perf_counter() - started
-
-
-def step_times(name: str, spec: Spec, steps: int) -> dict[str, list[float]]:
-    """Seconds per step, by kind: the flat step, and the case's steps (split by cycle position)."""
+def step_times(name: str, spec: Spec) -> dict[str, list[float]]:
+    """Seconds per step over ``spec.steps`` steps of each, by kind: the flat step, and the case's
+    steps (split by cycle position)."""
     batches = spec.batches()
     flat, case = Timed(FLAT, spec, batches), Timed(name, spec, batches)
     times: dict[str, list[float]] = {FLAT: []}
-    for _ in range(steps):
-        times[FLAT].append(step_seconds(flat))
+    for _ in range(spec.steps):
+        times[FLAT].append(flat.timed_step())
         kind = name if case.cycle == 1 else (
             f"{name}: steps training every level" if case.index % case.cycle == 0 else f"{name}: level 1 only")
-        times.setdefault(kind, []).append(step_seconds(case))
+        times.setdefault(kind, []).append(case.timed_step())
     return times
 
 
 def main(argv: list[str] | None = None) -> None:
-    defaults = Spec()
     parser = argparse.ArgumentParser(prog="python -m benchmarks.step_times", description=__doc__.splitlines()[0])
     parser.add_argument("case", choices=[n for n, c in CASES.items() if c.group in ("hsae", "cascade")])
-    for field in ("d", "n", "k", "batch", "threads", "warmup", "update_every", "seed"):
-        parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=getattr(defaults, field))
-    parser.add_argument("--steps", type=int, default=16, help="timed steps of each of the two cases")
+    add_options(parser, steps=16)  # --steps: timed steps of each of the two cases
     args = parser.parse_args(argv)
-    spec = Spec(**{f: getattr(args, f) for f in ("d", "n", "k", "batch", "threads", "warmup", "update_every", "seed")})
+    spec = from_options(args)
     torch.set_num_threads(spec.threads)
     warnings.simplefilter("ignore")
-    times = step_times(args.case, spec, args.steps)
+    times = step_times(args.case, spec)
     flat = statistics.median(times[FLAT])
     for kind, seconds in times.items():
         median = statistics.median(seconds)

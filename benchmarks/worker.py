@@ -30,8 +30,8 @@ from benchmarks.spec import Spec
 
 
 class Timed:
-    """A case's stepper with its own step counter and the time its timed steps took. The warm-up
-    is whole cycles, so every timed window starts with a step that runs every level."""
+    """A case's stepper with its own step counter. The warm-up is whole cycles, so every timed
+    window starts with a step that runs every level."""
 
     def __init__(self, name: str, spec: Spec, batches: list[torch.Tensor]):
         self.cycle = CASES[name].cycle(spec)
@@ -39,7 +39,6 @@ class Timed:
         self.stepper: Stepper = CASES[name].build(spec)
         self.window = self.cycle * math.ceil(spec.steps / self.cycle)
         self.index = 0
-        self.seconds = 0.0
         self.run(self.cycle * math.ceil(spec.warmup / self.cycle))
 
     def run(self, steps: int) -> None:
@@ -47,10 +46,11 @@ class Timed:
             self.stepper.step(self.batches[self.index % len(self.batches)], self.index)
             self.index += 1
 
-    def timed_step(self) -> None:
+    def timed_step(self) -> float:
+        """Seconds one step took."""
         started = time.perf_counter()
         self.run(1)
-        self.seconds += time.perf_counter() - started
+        return time.perf_counter() - started
 
 
 def time_cases(names: list[str], spec: Spec, rounds: int) -> dict[str, list[float]]:
@@ -61,13 +61,12 @@ def time_cases(names: list[str], spec: Spec, rounds: int) -> dict[str, list[floa
     window = cycle * math.ceil(spec.steps / cycle)
     speeds: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(rounds):
-        for case in cases:
-            case.seconds = 0.0
+        seconds = [0.0] * len(cases)
         for step in range(window):
-            for case in cases[step % len(cases):] + cases[:step % len(cases)]:
-                case.timed_step()
-        for name, case in zip(names, cases):
-            speeds[name].append(spec.batch * window / case.seconds)
+            for i in [(step + j) % len(cases) for j in range(len(cases))]:
+                seconds[i] += cases[i].timed_step()
+        for name, spent in zip(names, seconds):
+            speeds[name].append(spec.batch * window / spent)
     return speeds
 
 

@@ -170,7 +170,7 @@ class Cascade(nn.Module):
     def level_inputs(self, l: int, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and reconstruction targets of level l ≥ 2: the active atoms of level l−1 (Eq. 7,
         21), detached as the stop-gradient mode says (Eq. 34-35)."""
-        atoms = self.level(l - 1).W_dec.t().index_select(0, active)  # backward: an index_add, quicker than indexing's
+        atoms = self.level(l - 1).W_dec.t().index_select(0, active)  # its backward beats indexing's
         mode = self.config.stop_gradient
         inputs = atoms.detach() if mode == "bilateral" else atoms
         target = atoms.detach() if mode in ("partial", "bilateral") else atoms

@@ -94,8 +94,8 @@ def test_step_times_split_an_update_every_cascade_by_cycle_position():
     from benchmarks.spec import Spec
     from benchmarks.step_times import FLAT, step_times
 
-    spec = Spec(d=16, n=64, k=4, batch=32, threads=1, warmup=1, update_every=4)
-    times = step_times("cascade 2 levels, update_every", spec, 8)
+    spec = Spec(d=16, n=64, k=4, batch=32, threads=1, warmup=1, steps=8, update_every=4)
+    times = step_times("cascade 2 levels, update_every", spec)
     every = "cascade 2 levels, update_every: steps training every level"
     level_1 = "cascade 2 levels, update_every: level 1 only"
     assert {kind: len(seconds) for kind, seconds in times.items()} == {FLAT: 8, every: 2, level_1: 6}
