@@ -20,7 +20,7 @@ from hsae.metrics.health import near_duplicate_pairs
 from hsae.metrics.hms import hms_by_level, semantic_vectors
 from hsae.metrics.pooling import pool_images
 from hsae.metrics.recovery import hierarchy_recovery
-from hsae.metrics.truth import load_truth
+from hsae.store.truth import load_truth
 from hsae.methods.base import HierarchyModel
 from hsae.recipe.schema import EvalConfig
 from hsae.store import ActivationStore
