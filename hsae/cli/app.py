@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from hsae import registry
 from hsae.errors import BadInput, HsaeError
+from hsae.cli import interventions
 from hsae.cli.tables import hierarchy_tree, plugins_table, summary_table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -51,21 +52,26 @@ def _train_callback(total: int):
     return on_step
 
 
-def _store_callback():
-    """A live bar for writing the activation store; closed when the last row is written."""
+def bar_callback(description: str):
+    """``progress(done, total)`` drawing a live bar, opened at the first call and closed at done == total."""
     bar, task = None, None
 
     def on_progress(done: int, total: int) -> None:
         nonlocal bar, task
         if bar is None:
             bar = _progress()
-            task = bar.add_task("activations", total=total, figures="")
+            task = bar.add_task(description, total=total, figures="")
             bar.start()
         bar.update(task, completed=done, total=total)
         if done >= total:
             bar.stop()
 
     return on_progress
+
+
+def _store_callback():
+    """A live bar for writing the activation store; closed when the last row is written."""
+    return bar_callback("activations")
 
 
 @app.command()
@@ -90,6 +96,8 @@ def run(recipe: Path = RecipeArg, out: Optional[Path] = typer.Option(None, help=
     hooks = Hooks(_store_callback(), _train_callback, lambda text: console.print(f"[dim]{text}[/dim]"))
     metrics = run_recipe(parsed, tree, run_dir, hooks, fresh)
     console.print(summary_table(metrics, f"{parsed.name} — {run_dir.root}"))
+    if parsed.steer is not None:
+        interventions.run_steer(run_dir.root, parsed.steer)
 
 
 def _resolve_store_path(tree: dict, parsed) -> None:
@@ -185,11 +193,24 @@ def plugins():
 
 
 @app.command("eval")
-def eval_(run_dir: Path = typer.Argument(..., help="a finished run directory")):
-    """Recompute metrics.json and hierarchy.json for a finished run."""
+def eval_(run_dir: Path = typer.Argument(..., help="a finished run directory"),
+          spliced: bool = typer.Option(False, "--spliced", help="instead: write the level-1 SAE back into the model and "
+                                       "measure the next-token loss (CE, loss recovered, KL) on held-out images"),
+          images: int = typer.Option(32, help="--spliced: held-out images"),
+          continuation: int = typer.Option(16, help="--spliced: greedy tokens of the clean model appended and scored"),
+          write_back: str = typer.Option("reconstruction", help="--spliced: reconstruction or error_preserving"),
+          code: str = typer.Option("encoder", help="--spliced: the SAE's encoder, or relu (the dense ReLU code)"),
+          option: Optional[List[str]] = typer.Option(None, help="--spliced: KEY=VALUE, e.g. images='{name: coco, "
+                                                     "split: test, ...}' or extractor='{device: cuda}'")):
+    """Recompute metrics.json and hierarchy.json for a finished run (or, with --spliced, the spliced evaluation)."""
     from hsae.pipeline import evaluate_run
     from hsae.run_dir import RunDir
 
+    if spliced:
+        from hsae.cli.interventions import parse_options, spliced_eval
+
+        spliced_eval(run_dir, images, continuation, write_back, code, parse_options(option or []))
+        return
     metrics = evaluate_run(RunDir(run_dir))
     console.print(summary_table(metrics, str(run_dir)))
 
@@ -198,7 +219,8 @@ def eval_(run_dir: Path = typer.Argument(..., help="a finished run directory")):
 def inspect(run_dir: Path = typer.Argument(..., help="a finished run directory"),
             level: int = typer.Option(2, help="show the parents of this level"),
             max_parents: int = typer.Option(20, help="how many parents to show")):
-    """The hierarchy as a tree: each parent, its HMS, its children."""
+    """The hierarchy as a tree: each parent, its HMS, its children, and their labels (hsae label)."""
+    from hsae.concepts.labels import read_labels
     from hsae.pipeline import load_metrics
     from hsae.run_dir import RunDir
 
@@ -207,10 +229,15 @@ def inspect(run_dir: Path = typer.Argument(..., help="a finished run directory")
         raise BadInput(f"{run_dir}: no hierarchy.json; is this a finished run?")
     metrics = load_metrics(run)
     console.print(summary_table(metrics, str(run_dir)))
+    labels = read_labels(run_dir)
     try:
-        console.print(hierarchy_tree(json.loads(run.hierarchy.read_text()), metrics, level, max_parents))
+        console.print(hierarchy_tree(json.loads(run.hierarchy.read_text()), metrics, level, max_parents, labels))
     except ValueError as exc:
         raise BadInput(str(exc)) from None
+
+
+for _command in (interventions.steer, interventions.judge, interventions.label):
+    app.command()(_command)
 
 
 # A wrong command line. Recent typer releases raise the exceptions of their own copy of click,
