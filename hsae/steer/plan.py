@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 
 from hsae.concepts.top_images import Coder, fired_atoms, pooled_on, top_images
 from hsae.concepts.units import Hierarchy, unit_id
@@ -66,10 +67,11 @@ def choose_clusters(hierarchy: Hierarchy, config: SteerConfig) -> list[int]:
 
 
 def _matched_arm(pooled: dict[int, torch.Tensor], images: list[int], size: int, alpha: float) -> Arm:
-    """The ``size`` latents with the lowest mean activation rank on ``images`` (their pooled codes)."""
+    """The ``size`` latents with the lowest mean activation rank on ``images`` (their pooled codes;
+    rank 1 = the most active on an image, tied latents share their mean rank)."""
     codes = torch.stack([pooled[n] for n in images])  # (T, n)
-    ranks = codes.argsort(dim=1, descending=True).argsort(dim=1).double().mean(0)
-    chosen = ranks.argsort()[:size].tolist()
+    ranks = rankdata(-codes.double().numpy(), method="average", axis=1).mean(0)  # tied atoms share a rank
+    chosen = np.argsort(ranks, kind="stable")[:size].tolist()
     return Arm(MATCHED, "matched", sorted(chosen), alpha * float(codes[:, chosen].mean()))
 
 
