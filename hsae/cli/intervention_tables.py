@@ -5,15 +5,13 @@ from __future__ import annotations
 from rich import box
 from rich.table import Table
 
-ARM_TITLES = {"baseline": "NS (baseline)", "rand1": "Rand. (rand1)", "matched": "matched run",
-              "best_child": "Single (best_child)", "cluster": "cluster"}
 ARM_ORDER = ("baseline", "rand1", "matched", "best_child", "cluster")
 
 
 def _cell(cell: dict | None) -> str:
     if not cell or cell["rate"] is None:
         return "–" if not cell or not cell["errors"] else f"– ({cell['errors']} errors)"
-    text = f"{100 * cell['rate']:.1f} [{100 * cell['low']:.1f}, {100 * cell['high']:.1f}] n={cell['n']}"
+    text = f"{100 * cell['rate']:.1f} [{100 * cell['low']:.1f}–{100 * cell['high']:.1f}] n={cell['n']}"
     return text + (f" ({cell['errors']} errors)" if cell["errors"] else "")
 
 
@@ -22,11 +20,12 @@ def steering_table(summary: dict, title: str) -> Table:
     rate with its 95 % Wilson interval and the number of rows judged."""
     arms = [a for a in ARM_ORDER if any(a in summary.get(e, {}) for e in ("insertion", "suppression"))]
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, caption_justify="left",
-                  caption="% of rows [95 % Wilson interval]; removed: among rows whose baseline caption expresses "
-                          "the concept; rows the judge could not answer are counted as errors, not in n")
-    table.add_column("metric")
+                  caption="% of rows [95 % Wilson interval] and rows judged; removed: among rows whose baseline "
+                          "caption expresses the concept; rows the judge could not answer are errors, not in n. "
+                          "The paper's columns: NS = baseline, Rand. = rand1, MSAE = matched, Single = best_child")
+    table.add_column("metric", no_wrap=True)
     for arm in arms:
-        table.add_column(ARM_TITLES.get(arm, arm), justify="right")
+        table.add_column(arm, justify="right")
     for experiment, name in (("insertion", "Appeared (%)"), ("suppression", "Removed (%)")):
         if summary.get(experiment):
             table.add_row(name, *(_cell(summary[experiment].get(arm)) for arm in arms))

@@ -34,7 +34,9 @@ Progress = Callable[[int, int], None]
 class SplicedConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    images: dict[str, Any] | None = Field(None, description="image dataset; default: the run's, less its training images")
+    images: dict[str, Any] | None = Field(
+        None, description="image dataset; default: the run's steer.images, else its extraction dataset, "
+        "less its training images")
     exclude_training: bool = True
     n_images: int = Field(32, ge=1)
     seed: int = 0
@@ -75,13 +77,14 @@ def spliced_evaluation(rm: RunModel, config: SplicedConfig, progress: Progress |
     extractor = rm.extractor(config.extractor)
     module = extractor.target_module
     sae = rm.sae.sae.to(next(module.parameters()).device)
-    spec = config.images or rm.dataset_spec()
+    spec = config.images or (rm.tree.get("steer") or {}).get("images") or rm.dataset_spec()
     dataset = image_dataset(spec, "spliced evaluation images")
     training: set[str] = set()
     if config.exclude_training:
         with rm.store() as store:
             training = set(image_names(store))
-    (numbers,) = draw(held_out_numbers(dataset, training), 1, config.n_images, config.seed, "spliced evaluation")
+    (numbers,) = draw(held_out_numbers(dataset, training), 1, config.n_images, config.seed,
+                   "spliced evaluation (--option images='{name: ..., <options>}' names other images)")
     items = images_at(dataset, numbers)
     prompt = extractor.config.prompt
     splices = {"sae": Splice(sae, rm.scale, config.write_back, config.code), "zero": Splice(sae, rm.scale, "zero")}
