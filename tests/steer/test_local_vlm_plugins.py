@@ -16,8 +16,8 @@ IMAGES = [Image.new("RGB", (48, 48), (200, 30, 30)), Image.effect_noise((48, 48)
 
 
 @pytest.mark.parametrize("family", ["qwen3_vl", "gemma3"])
-def test_hf_vlm_judge_answers_every_row(tiny_model, family):
-    judge = registry.create("hsae.judges", {"name": "hf_vlm", "model": str(tiny_model(family)), "device": "cpu",
+def test_hf_vlm_judge_answers_every_row(tiny_model_dir, family):
+    judge = registry.create("hsae.judges", {"name": "hf_vlm", "model": str(tiny_model_dir(family)), "device": "cpu",
                                             "max_new_tokens": 6, "batch_size": 2})
     rows = [JudgeRow(f"r{i}", "red", ["red"], {"baseline": "a box", "cluster": "a red box"}, image)
             for i, image in enumerate(IMAGES * 2)]
@@ -30,8 +30,8 @@ def test_hf_vlm_judge_answers_every_row(tiny_model, family):
             assert isinstance(verdict.raw, str)
 
 
-def test_vlm_labeller_captions_the_top_images(tiny_model):
-    labeller = registry.create("hsae.labellers", {"name": "vlm", "model": str(tiny_model("llava")), "device": "cpu",
+def test_vlm_labeller_captions_the_top_images(tiny_model_dir):
+    labeller = registry.create("hsae.labellers", {"name": "vlm", "model": str(tiny_model_dir("llava")), "device": "cpu",
                                                   "max_new_tokens": 12, "max_images": 2})
     unit = UnitEvidence("2:0", 2, 0, ["a", "b", "c"], [None] * 3, [0, 1, 2], IMAGES + IMAGES[:1])
     (label,) = labeller.label([unit])
@@ -45,8 +45,8 @@ def test_a_missing_model_folder_fails_at_once(tmp_path, group, name):
         registry.create(group, {"name": name, "model": str(tmp_path / "nowhere")})
 
 
-def test_vlm_label_is_the_word_the_captions_share_most(tiny_model, monkeypatch):
-    labeller = registry.create("hsae.labellers", {"name": "vlm", "model": str(tiny_model("llava")), "device": "cpu"})
+def test_vlm_label_is_the_word_the_captions_share_most(tiny_model_dir, monkeypatch):
+    labeller = registry.create("hsae.labellers", {"name": "vlm", "model": str(tiny_model_dir("llava")), "device": "cpu"})
     captions = ["A red car on the road.", "The image shows a red red truck.", "A red bus near a car."]
     monkeypatch.setattr(labeller.model, "generate", lambda images, prompt, n: captions[:len(images)])
     (label,) = labeller.label([UnitEvidence("1:3", 1, 3, ["a", "b", "c"], [None] * 3, [0, 1, 2], IMAGES + IMAGES[:1])])

@@ -21,10 +21,10 @@ IMAGES = {"name": "synthetic_colors", "n_images": 4, "seed": 3}
 
 
 @pytest.fixture(scope="module")
-def run_model(tiny_model, tmp_path_factory):
+def run_model(tiny_model_dir, tmp_path_factory):
     torch.manual_seed(0)
     sae = SAE(64, 96, TopKEncoder(TopKEncoder.Config(k=8), n_inputs=64, n_latents=96))
-    tree = {"extract": {"extractor": {"name": "qwen3_vl", "model": str(tiny_model("qwen3_vl")),
+    tree = {"extract": {"extractor": {"name": "qwen3_vl", "model": str(tiny_model_dir("qwen3_vl")),
                                       "layer": "language.1", "device": "cpu"}, "dataset": IMAGES}}
     root = tmp_path_factory.mktemp("spliced")
     return RunModel(RunDir(root), tree, ModelSAE(sae, 0, 96), SCALE, root / "no-store.h5")

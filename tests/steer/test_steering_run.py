@@ -48,11 +48,11 @@ def model_calls():
 
 
 @pytest.fixture(scope="module")
-def steered(tmp_path_factory, tiny_model, model_calls):
+def steered(tmp_path_factory, tiny_model_dir, model_calls):
     folder = tmp_path_factory.mktemp("steer")
     recipe = {
         "name": "tiny_steer",
-        "extract": {"extractor": {"name": "qwen3_vl", "model": str(tiny_model("qwen3_vl")), "layer": "visual.blocks.1",
+        "extract": {"extractor": {"name": "qwen3_vl", "model": str(tiny_model_dir("qwen3_vl")), "layer": "visual.blocks.1",
                                   "device": "cpu"},
                     "dataset": {"name": "synthetic_colors", "n_images": 96}},
         "model": {"levels": [{"n_latents": 32, "encoder": {"name": "topk", "k": 4}},

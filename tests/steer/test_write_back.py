@@ -37,12 +37,12 @@ def module_output(extractor, pictures) -> torch.Tensor:
 
 
 @pytest.fixture(scope="module")
-def extractors(tiny_model):
+def extractors(tiny_model_dir):
     built = {}
 
     def get(family: str, layer: str):
         if (family, layer) not in built:
-            extractor = registry.create("hsae.extractors", {"name": family, "model": str(tiny_model(family)),
+            extractor = registry.create("hsae.extractors", {"name": family, "model": str(tiny_model_dir(family)),
                                                             "layer": layer, "device": "cpu"})
             extractor.load()
             built[(family, layer)] = extractor
