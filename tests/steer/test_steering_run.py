@@ -5,6 +5,7 @@ without generating (counted at the extractor)."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 
 import pytest
@@ -153,3 +154,31 @@ def test_bad_steering_input_is_a_message(steered, tmp_path, capsys, monkeypatch)
     assert code == 2 and "steering.jsonl does not exist" in out
     code, out = exit_code_of(capsys, monkeypatch, "label", run, "--labeller", "{name: vlm, model: /no/such/model}")
     assert code == 2 and "not a local model directory" in out
+
+
+def test_an_interrupted_steering_run_resumes_with_the_clusters_it_finished(steered, tmp_path, model_calls):
+    from hsae.cli.interventions import steer_config
+    from hsae.steer.partial import PARTIAL_FILE
+    from hsae.steer.run import run_steering
+
+    original, _, _ = steered
+    run = tmp_path / "copy"
+    shutil.copytree(original, run)
+    (run / "steering.jsonl").unlink()
+    config = steer_config(run, [])
+    per_cluster = PER_CLUSTER * (1 + 2 * 3)  # images captioned per cluster
+
+    def stop_in_the_second_cluster(done, total):
+        if done > per_cluster:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_steering(run, config, stop_in_the_second_cluster)
+    assert (run / PARTIAL_FILE).exists() and not (run / "steering.jsonl").exists()
+    before = model_calls["generate"]
+    run_steering(run, config)
+    assert model_calls["generate"] - before == 1 + 2 * 3  # the second cluster's one batch, not the first's
+    assert not (run / PARTIAL_FILE).exists()
+    again = [(r["experiment"], r["cluster"], r["image_number"], r["arm"], r["caption"]) for r in read_records(run / "steering.jsonl")]
+    first = [(r["experiment"], r["cluster"], r["image_number"], r["arm"], r["caption"]) for r in read_records(original / "steering.jsonl")]
+    assert sorted(again) == sorted(first)
