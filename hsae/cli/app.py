@@ -9,25 +9,18 @@ from typing import List, Optional
 
 import click
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hsae import registry
 from hsae.errors import BadInput, HsaeError
 from hsae.cli import interventions
+from hsae.cli.bars import bar_callback, console, progress_bar
 from hsae.cli.tables import hierarchy_tree, plugins_table, summary_table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Hierarchical (cascaded) sparse autoencoders: train, evaluate and inspect.")
-console = Console(soft_wrap=True)  # messages keep paths on one line (no hard wrapping)
 
 RecipeArg = typer.Argument(..., help="recipe YAML file", show_default=False)
 SetOpt = typer.Option(None, "--set", help="override a recipe key, e.g. --set train.lr=3e-4 (repeatable)")
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=12), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("{task.fields[figures]}"), console=console, transient=False)
 
 
 def _train_callback(total: int):
@@ -38,7 +31,7 @@ def _train_callback(total: int):
     def on_step(step: int, metrics: dict | None) -> None:
         nonlocal bar, task
         if bar is None:
-            bar = _progress()
+            bar = progress_bar()
             task = bar.add_task("train", total=total, completed=step, figures="")
             bar.start()
         if metrics is not None:
@@ -52,23 +45,6 @@ def _train_callback(total: int):
     return on_step
 
 
-def bar_callback(description: str):
-    """``progress(done, total)`` drawing a live bar, opened at the first call and closed at done == total."""
-    bar, task = None, None
-
-    def on_progress(done: int, total: int) -> None:
-        nonlocal bar, task
-        if bar is None:
-            bar = _progress()
-            task = bar.add_task(description, total=total, figures="")
-            bar.start()
-        bar.update(task, completed=done, total=total)
-        if done >= total:
-            bar.stop()
-
-    return on_progress
-
-
 def _store_callback():
     """A live bar for writing the activation store; closed when the last row is written."""
     return bar_callback("activations")
@@ -79,9 +55,9 @@ def run(recipe: Path = RecipeArg, out: Optional[Path] = typer.Option(None, help=
         set_: Optional[List[str]] = SetOpt, fresh: bool = typer.Option(False, help="discard an earlier run in --out")):
     """Run a recipe: activations, training (resumable), evaluation, summary. A recipe with
     variants runs each into <out>/<variant>/ on shared activations, then compares them."""
-    from hsae.pipeline import Hooks, run_recipe
+    from hsae.run.pipeline import Hooks, run_recipe
     from hsae.recipe.load import apply_override, check_recipe, parse_recipe, read_recipe_tree
-    from hsae.run_dir import RunDir
+    from hsae.run.run_dir import RunDir
 
     tree = read_recipe_tree(recipe)
     if tree.get("variants"):
@@ -108,11 +84,11 @@ def _resolve_store_path(tree: dict, parsed) -> None:
 
 def _run_sweep(recipe: Path, tree: dict, overrides: list[str], out: Optional[Path], fresh: bool) -> None:
     """Every variant into <out>/<variant>/, then the comparison table (printed and written)."""
-    from hsae.compare import collect_runs, comparisons
-    from hsae.pipeline import Hooks
+    from hsae.run.compare import collect_runs, comparisons
+    from hsae.run.pipeline import Hooks
     from hsae.recipe.load import check_recipe
-    from hsae.recipe.variants import expand_variants
-    from hsae.sweep import run_sweep
+    from hsae.run.variants import expand_variants
+    from hsae.run.sweep import run_sweep
 
     variants = expand_variants(tree, overrides, str(recipe), recipe.parent)
     for variant in variants:
@@ -139,8 +115,8 @@ def _stores_callback():
 
 
 def _show_comparison(tables, folder: Path) -> None:
-    from hsae.cli.comparison import comparison_tables
-    from hsae.compare import write_comparison
+    from hsae.cli.comparison_tables import comparison_tables
+    from hsae.run.compare import write_comparison
 
     for table in tables:
         for part in comparison_tables(table, console.width):
@@ -154,7 +130,7 @@ def compare(run_dirs: List[Path] = typer.Argument(..., help="finished run direct
             out: Optional[Path] = typer.Option(None, help="folder for compare.md and compare.csv "
                                                "(default: the sweep folder when one is given, else the current folder)")):
     """The runs side by side as in the paper's tables: HMS min/median/max/mean, null, |P|, FVU, L0, recovery."""
-    from hsae.compare import SWEEP_FILE, collect_runs, comparisons
+    from hsae.run.compare import SWEEP_FILE, collect_runs, comparisons
 
     tables = comparisons(collect_runs(run_dirs))
     if out is None:
@@ -167,7 +143,7 @@ def validate(recipe: Path = RecipeArg, set_: Optional[List[str]] = SetOpt):
     """Check a recipe (keys, types, plugins and their options, files) without running it."""
     from hsae.methods import method_spec
     from hsae.recipe.load import check_recipe, load_recipe, read_recipe_tree
-    from hsae.recipe.variants import expand_variants
+    from hsae.run.variants import expand_variants
 
     tree = read_recipe_tree(recipe)
     if tree.get("variants"):
@@ -203,8 +179,8 @@ def eval_(run_dir: Path = typer.Argument(..., help="a finished run directory"),
           option: Optional[List[str]] = typer.Option(None, help="--spliced: KEY=VALUE, e.g. images='{name: coco, "
                                                      "split: test, ...}' or extractor='{device: cuda}'")):
     """Recompute metrics.json and hierarchy.json for a finished run (or, with --spliced, the spliced evaluation)."""
-    from hsae.pipeline import evaluate_run
-    from hsae.run_dir import RunDir
+    from hsae.run.pipeline import evaluate_run
+    from hsae.run.run_dir import RunDir
 
     if spliced:
         from hsae.cli.interventions import parse_options, spliced_eval
@@ -221,8 +197,8 @@ def inspect(run_dir: Path = typer.Argument(..., help="a finished run directory")
             max_parents: int = typer.Option(20, help="how many parents to show")):
     """The hierarchy as a tree: each parent, its HMS, its children, and their labels (hsae label)."""
     from hsae.concepts.labels import read_labels
-    from hsae.pipeline import load_metrics
-    from hsae.run_dir import RunDir
+    from hsae.run.pipeline import load_metrics
+    from hsae.run.run_dir import RunDir
 
     run = RunDir(run_dir)
     if not run.hierarchy.exists():

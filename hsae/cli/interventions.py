@@ -41,7 +41,7 @@ def _validated(model, data: dict, where: str):
 def steer_config(run_dir: Path, overrides: list[str]):
     """The run's ``steer:`` section (or the defaults) with ``--set steer.KEY=VALUE`` applied."""
     from hsae.recipe.load import apply_override
-    from hsae.run_dir import RunDir
+    from hsae.run.run_dir import RunDir
     from hsae.steer.config import SteerConfig
 
     tree = {"steer": (RunDir(run_dir).read_recipe_tree() or {}).get("steer") or {}}
@@ -61,7 +61,7 @@ def steer(run_dir: Path = RunArg,
 
 def run_steer(run_dir: Path, config) -> None:
     """Run steering with bars, print the summary table and where the files are."""
-    from hsae.cli.app import bar_callback, console
+    from hsae.cli.bars import bar_callback, console
     from hsae.cli.intervention_tables import steering_table
     from hsae.steer.run import RECORDS_FILE, run_steering
 
@@ -74,7 +74,7 @@ def run_steer(run_dir: Path, config) -> None:
 def judge(run_dir: Path = RunArg,
           judge_: str = typer.Option(..., "--judge", help="a judge name, or a YAML mapping {name: ..., <options>}")):
     """Judge a steering run again from its stored captions (nothing is generated)."""
-    from hsae.cli.app import bar_callback, console
+    from hsae.cli.bars import bar_callback, console
     from hsae.cli.intervention_tables import steering_table
     from hsae.steer.rejudge import rejudge_run
 
@@ -89,7 +89,7 @@ def label(run_dir: Path = RunArg,
           top_images: int = typer.Option(10, help="top images per unit shown to the labeller"),
           max_units: Optional[int] = typer.Option(None, help="label at most this many units")):
     """Name every atom and cluster from its top training images; writes labels.json."""
-    from hsae.cli.app import bar_callback, console
+    from hsae.cli.bars import bar_callback, console
     from hsae.concepts.labels import label_run, labels_path
 
     fresh = label_run(run_dir, plugin_spec(labeller, "--labeller"), level or None, top_images, max_units,
@@ -102,11 +102,11 @@ def label(run_dir: Path = RunArg,
 def spliced_eval(run_dir: Path, images: int, continuation: int, write_back: str, code: str,
                  options: dict[str, Any]) -> None:
     """``hsae eval RUN --spliced``: the spliced evaluation, printed and written to spliced.json."""
-    from hsae.cli.app import bar_callback, console
+    from hsae.cli.bars import bar_callback, console
     from hsae.cli.intervention_tables import spliced_table
     from hsae.intervene.run_model import RunModel
     from hsae.intervene.spliced import SplicedConfig, spliced_evaluation
-    from hsae.run_dir import write_json
+    from hsae.run.run_dir import write_json
 
     config = _validated(SplicedConfig, {"n_images": images, "continuation": continuation, "write_back": write_back,
                                         "code": code, **options}, "spliced")

@@ -25,7 +25,7 @@ from hsae.concepts.units import Hierarchy, unit_id
 from hsae.errors import BadInput
 from hsae.interfaces.labeller import Label, Labeller, UnitEvidence
 from hsae.intervene.run_model import RunModel
-from hsae.run_dir import write_json
+from hsae.run.run_dir import write_json
 from hsae.store import ActivationStore
 
 LABELS_FILE = "labels.json"

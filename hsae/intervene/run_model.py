@@ -11,7 +11,7 @@ from hsae.errors import BadInput
 from hsae.interfaces.extractor import Extractor
 from hsae.intervene.model_sae import ModelSAE, model_sae
 from hsae.methods.saving import load_trained
-from hsae.run_dir import RunDir
+from hsae.run.run_dir import RunDir
 from hsae.store import ActivationStore
 
 

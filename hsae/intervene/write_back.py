@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from hsae.errors import HsaeError
-from hsae.extract.hooks import output_tensor
+from hsae.interfaces.extraction.hooks import output_tensor
 from hsae.sae.sae import SAE
 
 WriteBack = Literal["reconstruction", "error_preserving", "zero"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from hsae.errors import BadInput
-from hsae.run_dir import write_json
+from hsae.run.run_dir import write_json
 from hsae.intervene.held_out import image_dataset, images_at
 from hsae.steer.judging import Progress, apply_judge, make_judge, read_records, write_records
 from hsae.steer.run import RECORDS_FILE, SUMMARY_FILE

@@ -25,7 +25,7 @@ from hsae.errors import BadInput
 from hsae.intervene.held_out import draw, held_out_numbers, image_dataset, images_at
 from hsae.intervene.run_model import RunModel
 from hsae.intervene.write_back import Splice, spliced
-from hsae.run_dir import write_json
+from hsae.run.run_dir import write_json
 from hsae.steer.config import Concept, SteerConfig
 from hsae.steer.judging import apply_judge, make_judge, write_records
 from hsae.steer.partial import PARTIAL_FILE, PartialRecords

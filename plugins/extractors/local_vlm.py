@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hsae.errors import BadInput
 from hsae_plugins.extractors.gemma3 import Gemma3Extractor
-from hsae_plugins.extractors.hf_base import TransformersExtractor
+from hsae.interfaces.extraction.transformers import TransformersExtractor
 from hsae_plugins.extractors.hf_module import HFModuleExtractor
 from hsae_plugins.extractors.llava import LlavaExtractor
 from hsae_plugins.extractors.qwen3_vl import Qwen3VLExtractor

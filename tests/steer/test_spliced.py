@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hsae.intervene.model_sae import ModelSAE
 from hsae.intervene.run_model import RunModel
 from hsae.intervene.spliced import SplicedConfig, spliced_evaluation
-from hsae.run_dir import RunDir
+from hsae.run.run_dir import RunDir
 from hsae.sae.sae import SAE
 from hsae_plugins.datasets.synthetic_colors import SyntheticColors
 from hsae_plugins.encoders.topk import TopKEncoder

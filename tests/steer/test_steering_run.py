@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from hsae.cli.app import app
 from hsae.steer.judging import read_records
-from hsae_plugins.extractors.hf_base import TransformersExtractor
+from hsae.interfaces.extraction.transformers import TransformersExtractor
 from hsae_plugins.judges.keyword import normalised
 
 from steerkit import chat_server

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from hsae import registry
-from hsae.extract.hooks import capture_output
+from hsae.interfaces.extraction.hooks import capture_output
 from hsae.intervene.write_back import Splice, code_of, replace_output, rewrite, spliced
 from hsae.sae.sae import SAE
 from hsae.steer.run import clamp_edit
