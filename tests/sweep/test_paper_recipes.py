@@ -34,6 +34,7 @@ def test_there_is_a_table1_and_a_table4_recipe_per_model_and_dataset():
 def test_the_recipe_validates(recipe):
     code, output = hsae("validate", recipe)
     assert code == 0, output
+    assert "device: training on " in output, output
 
 
 @pytest.mark.parametrize("recipe", PAPER, ids=lambda p: p.stem)
