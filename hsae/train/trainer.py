@@ -21,13 +21,13 @@ import torch
 
 from hsae.cascade.cascade import Cascade, CascadeOutput
 from hsae.cascade.config import CascadeConfig
-from hsae.extract.device import resolve_device
 from hsae.interfaces.encoder import Encoder
 from hsae.run_dir import RunDir
 from hsae.recipe.schema import TrainConfig
 from hsae.store import ActivationStore
 from hsae.store.prefetch import Prefetcher
 from hsae.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from hsae.train.device import train_device
 from hsae.train.lean_step import lean_train_step, takes_lean_step
 from hsae.train.precision import autocast
 from hsae.train.schedule import lr_multiplier
@@ -119,7 +119,7 @@ class Trainer:
     def __init__(self, model: CascadeConfig, train: TrainConfig, store: ActivationStore, run: RunDir,
                  normalize: bool | str = True, build: Callable[[int], torch.nn.Module] | None = None):
         self.model_config, self.store, self.run = model, store, run
-        self.cfg = train.model_copy(update={"device": str(resolve_device(train.device))})  # 'auto' resolved
+        self.cfg = train.model_copy(update={"device": str(train_device(train))})  # 'auto' resolved
         self.normalize = normalize
         self.build = build or (lambda width: Cascade(width, self.model_config))
 
