@@ -47,7 +47,7 @@ def _check_plugin(where: str, group: str, spec: dict[str, Any], base: type) -> N
         raise BadInput(f"extract.{where}: plugin {spec['name']!r} of {group} is not an {base.__name__}")
 
 
-def test_split(section: dict[str, Any]) -> dict[str, Any]:
+def held_out_section(section: dict[str, Any]) -> dict[str, Any]:
     """The extract section of the test store: ``test_dataset``'s options merged over ``dataset``."""
     test = dict(section)
     test["dataset"] = {**section["dataset"], **(test.pop("test_dataset") or {})}

@@ -102,7 +102,7 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> Recipe:
 
 def devices(recipe: Recipe) -> str:
     """Where the recipe will train (and extract) on this machine, for ``hsae validate``."""
-    from hsae.extract.device import resolve_device
+    from hsae.interfaces.extraction.device import resolve_device
 
     where = [f"training on {resolve_device(recipe.train.device)} (train.device: {recipe.train.device})"]
     if recipe.extract is not None:

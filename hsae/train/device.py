@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from hsae.extract.device import resolve_device
+from hsae.interfaces.extraction.device import resolve_device
 from hsae.recipe.schema import TrainConfig
 
 
