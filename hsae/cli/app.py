@@ -142,7 +142,7 @@ def compare(run_dirs: List[Path] = typer.Argument(..., help="finished run direct
 def validate(recipe: Path = RecipeArg, set_: Optional[List[str]] = SetOpt):
     """Check a recipe (keys, types, plugins and their options, files) without running it."""
     from hsae.methods import method_spec
-    from hsae.recipe.load import check_recipe, load_recipe, read_recipe_tree
+    from hsae.recipe.load import check_recipe, devices, load_recipe, read_recipe_tree
     from hsae.run.variants import expand_variants
 
     tree = read_recipe_tree(recipe)
@@ -152,12 +152,15 @@ def validate(recipe: Path = RecipeArg, set_: Optional[List[str]] = SetOpt):
             check_recipe(variant.recipe)
         console.print(f"[green]ok[/green] {recipe}: {len(variants)} variants: " + ", ".join(
             f"{v.name} ({method_spec(v.recipe.model.method)[0]})" for v in variants))
+        for where in dict.fromkeys(devices(v.recipe) for v in variants):
+            console.print(f"device: {where}")
         return
     parsed = load_recipe(recipe, set_)
     check_recipe(parsed)
     console.print(f"[green]ok[/green] {recipe}: method {method_spec(parsed.model.method)[0]}, "
                   f"{len(parsed.model.levels)} levels, "
                   f"encoders {', '.join(l.encoder['name'] for l in parsed.model.levels)}")
+    console.print(f"device: {devices(parsed)}")
 
 
 @app.command()

@@ -106,6 +106,12 @@ class Encoder(Plugin, nn.Module):
         """An auxiliary loss added to the level's loss (mean over rows), or None."""
         return None
 
+    def at_step(self, step: int, steps: int) -> dict[str, float]:
+        """Called before every training step with the step and the run's length, for schedules
+        that are a function of the step (a resumed run continues them exactly). Returns the
+        scheduled values it set, logged in ``metrics.jsonl`` (default: none)."""
+        return {}
+
     def sparsity_scale(self, step: int) -> float:
         """Multiplier of the sparsity coefficient at ``step`` (schedules such as P-annealing)."""
         return 1.0

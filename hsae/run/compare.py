@@ -1,8 +1,9 @@
 """``hsae compare``: finished runs side by side, in the shape of the paper's Tables 1 and 4:
 one column per run (method or variant), rows HMS min / median / max / mean, HMS_null, parents
 counted (|P|), level-1 FVU and L0, and on planted data leaf recovery and the pairwise F1 of
-every level's grouping. Runs are grouped by the store they were trained on: one table per
-group. Levels above 2 get their own HMS rows.
+every level's grouping. Runs are grouped by the store they were trained on and the split they
+were evaluated on (``split`` of metrics.json): one table per group, titled with the split.
+Levels above 2 get their own HMS rows.
 """
 
 from __future__ import annotations
@@ -129,11 +130,12 @@ def comparison(runs: list[RunSummary], title: str) -> Comparison:
 
 
 def comparisons(runs: list[RunSummary]) -> list[Comparison]:
-    """One table per store, in the order the stores first appear."""
-    groups: dict[str, list[RunSummary]] = {}
+    """One table per store and evaluation split, in the order they first appear; the title names
+    the split the figures were computed on."""
+    groups: dict[tuple[str, str], list[RunSummary]] = {}
     for run in runs:
-        groups.setdefault(run.source, []).append(run)
-    return [comparison(group, group[0].title) for group in groups.values()]
+        groups.setdefault((run.source, run.metrics.get("split", "train")), []).append(run)
+    return [comparison(group, f"{group[0].title}, {split} split") for (_, split), group in groups.items()]
 
 
 def cell(value, digits: int) -> str:

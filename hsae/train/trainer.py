@@ -21,11 +21,13 @@ import torch
 
 from hsae.cascade.cascade import Cascade, CascadeOutput
 from hsae.cascade.config import CascadeConfig
+from hsae.interfaces.encoder import Encoder
 from hsae.run.run_dir import RunDir
 from hsae.recipe.schema import TrainConfig
 from hsae.store import ActivationStore
 from hsae.store.prefetch import Prefetcher
 from hsae.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from hsae.train.device import train_device
 from hsae.train.lean_step import lean_train_step, takes_lean_step
 from hsae.train.precision import autocast
 from hsae.train.schedule import lr_multiplier
@@ -36,11 +38,25 @@ StepCallback = Callable[[int, dict | None], None]
 SCALE_ROWS = 8192
 
 
-def global_scale(store: ActivationStore) -> float:
-    """Factor c with E||c·x||² = d, estimated on the store's first rows (deterministic)."""
+def global_scale(store: ActivationStore, normalize: bool | str = True) -> float:
+    """Factor c with E||c·x||² = d (``normalize`` true or 'width') or = 1 ('unit', the paper's,
+    spec §9), estimated on the store's first rows (deterministic); 1 when ``normalize`` is false."""
+    if normalize is False:
+        return 1.0
     x = torch.as_tensor(store.rows(0, min(store.n_rows, SCALE_ROWS)), dtype=torch.float64)
     mean_sq = float(x.pow(2).sum(1).mean())
-    return (store.width / mean_sq) ** 0.5 if mean_sq > 0 else 1.0
+    target = 1.0 if normalize == "unit" else store.width
+    return (target / mean_sq) ** 0.5 if mean_sq > 0 else 1.0
+
+
+def scheduled_values(model: torch.nn.Module, step: int, steps: int) -> dict[str, dict[str, float]]:
+    """Set every encoder's step-dependent schedule for ``step`` (:meth:`Encoder.at_step`); the
+    values set, by the encoder's module name (e.g. ``levels.1.encoder``)."""
+    values = {}
+    for name, module in model.named_modules():
+        if isinstance(module, Encoder) and (scheduled := module.at_step(step, steps)):
+            values[name] = scheduled
+    return values
 
 
 def step_metrics(step: int, lr: float, out: CascadeOutput, cascade: Cascade, dead_window: int) -> dict:
@@ -87,6 +103,7 @@ class TrainResult:
     cascade: Cascade
     scale: float
     resumed_from: int | None
+    device: str  # the device it trained on ('auto' resolved)
 
 
 def batch_stream(train: TrainConfig, normalize: bool) -> tuple:
@@ -100,8 +117,9 @@ class Trainer:
     with the Cascade's training methods will do (the baselines of ``hsae.methods``)."""
 
     def __init__(self, model: CascadeConfig, train: TrainConfig, store: ActivationStore, run: RunDir,
-                 normalize: bool = True, build: Callable[[int], torch.nn.Module] | None = None):
-        self.model_config, self.cfg, self.store, self.run = model, train, store, run
+                 normalize: bool | str = True, build: Callable[[int], torch.nn.Module] | None = None):
+        self.model_config, self.store, self.run = model, store, run
+        self.cfg = train.model_copy(update={"device": str(train_device(train))})  # 'auto' resolved
         self.normalize = normalize
         self.build = build or (lambda width: Cascade(width, self.model_config))
 
@@ -181,10 +199,13 @@ class _Member:
         factor = lr_multiplier(step, cfg.steps, cfg.warmup_steps, cfg.decay_start)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
+        schedule = scheduled_values(model, step, cfg.steps)
         out = train_step(model, optimizer, x * self.scale, step, cfg, self.params, self.scaler)
         metrics = None
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             metrics = step_metrics(step, cfg.lr * factor, out, model, cfg.dead_window)
+            if schedule:
+                metrics["schedule"] = schedule
             self.log.write(json.dumps(metrics) + "\n")
             self.log.flush()
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
@@ -215,7 +236,7 @@ def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) 
         torch.set_num_threads(cfg.threads)
     members = [_Member(trainer) for trainer in trainers]
     if any(member.scale is None for member in members):
-        scale = global_scale(first.store) if first.normalize else 1.0
+        scale = global_scale(first.store, first.normalize)
         for member in members:
             member.scale = scale if member.scale is None else member.scale
     start = min(member.start for member in members)
@@ -232,4 +253,4 @@ def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) 
             metrics = [member.step(x, step) for member in members if step >= member.start]
             if callback is not None:
                 callback(step, metrics[0] if len(members) == 1 else None)
-    return [TrainResult(member.model, member.scale, member.start or None) for member in members]
+    return [TrainResult(member.model, member.scale, member.start or None, cfg.device) for member in members]
