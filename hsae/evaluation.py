@@ -132,6 +132,7 @@ def evaluate(cascade: Cascade | HierarchyModel, store: ActivationStore, scale: f
             levels[str(l)]["n_latents"] = widths[l - 1]
         for l, pi in enumerate(parents, start=2):
             levels[str(l)]["orphans"] = int((pi < 0).sum())
+            levels[str(l)]["concepts"] = int(len(np.unique(pi[pi >= 0])))  # latents with a child
         if embeddings is not None and parents:
             vectors = semantic_vectors(image_chunks(cascade, store, scale, embeddings, config),
                                        weighting=config.weighting, top_m=config.top_m)

@@ -15,7 +15,7 @@ from torch import nn
 
 from hsae import registry
 from hsae.cascade.config import CascadeConfig, LevelConfig
-from hsae.cascade.settle import Concepts
+from hsae.cascade.settle import Concepts, group_means
 from hsae.interfaces.encoder import Encoding
 from hsae.sae.sae import SAE
 
@@ -197,14 +197,23 @@ class Cascade(nn.Module):
 
     @torch.no_grad()
     def settle(self, x: torch.Tensor, step: int | None) -> None:
-        """Settle the levels due at ``step``, bottom-up, on the batch ``x`` (hsae.cascade.settle)."""
+        """Settle the levels due at ``step``, bottom-up, on the batch ``x`` (hsae.cascade.settle).
+        A level settled right after the one below it clusters that level's clusters, each
+        standing for the mean of its level-1 atoms; otherwise it clusters the live atoms below."""
+        items = None  # the settled level's clusters as means of unit level-1 atoms
         for l in range(2, self.depth + 1):
-            if self.settle_due(l, step):
+            if not self.settle_due(l, step):
+                items = None
+                continue
+            if items is None:
                 atoms = self.level(l - 1).W_dec.t().index_select(0, self.live_atoms(l - 1, x))
-                if atoms.shape[0]:
-                    cfg = self.level_config(l)
-                    self.concepts[str(l)].settle(self.level(l), atoms, cfg.settle_ratio, cfg.settle_z)
-                    self.b_dec_ready[l - 1] = True
+                items = atoms.detach().cpu().double().numpy()
+            if not len(items):
+                break
+            cfg = self.level_config(l)
+            labels = self.concepts[str(l)].settle(self.level(l), items, cfg.settle_ratio, cfg.settle_z)
+            self.b_dec_ready[l - 1] = True
+            items = group_means(items, labels)
 
     def level_inputs(self, l: int, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and reconstruction targets of level l ≥ 2: the active atoms of level l−1 (Eq. 7,

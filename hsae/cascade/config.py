@@ -43,7 +43,7 @@ class LevelConfig(BaseModel):
         "(docs/cascade.md, 'Settling the upper levels')",
     )
     settle_ratio: float = Field(
-        0.8, gt=0, le=1,
+        0.7, gt=0, le=1,
         description="[hsae] ρ: two clusters of atoms are one concept when their mean cross-cosine is at least ρ times "
         "the geometric mean of their own mean cosines (siblings ≈ 1, cousins s'²)",
     )
@@ -53,7 +53,7 @@ class LevelConfig(BaseModel):
         "by less than z standard errors of random residuals in R^d",
     )
     settle_min_magnitude: float = Field(
-        0.25, ge=0,
+        0.5, ge=0,
         description="[hsae] level 2 settles on the level-1 latents active on the batch whose mean activation where "
         "active is at least this share of the median over them (weak spare latents are left out)",
     )

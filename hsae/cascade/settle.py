@@ -5,13 +5,17 @@ reconstruction alone always prefers to split a family across the spare latents
 (docs/cascade.md, "Settling the upper levels"), so at fixed steps the level is re-initialised
 from a clustering of the live atoms below whose size is chosen by the data:
 
-1. average linkage (cosine) of the live atoms, cut into ``n_l`` clusters (the level's width);
+1. average linkage of the live atoms, cut into ``n_l`` clusters (the level's width);
 2. spherical k-means refinement: every atom joins its nearest cluster mean;
 3. while two clusters are *indistinct*, merge the most similar pair and refine again.
 
-Clusters c and e (sizes n_c, n_e) have the cross-similarity x_ce = mean cosine over their
-member pairs, and each has the cohesion w_c = mean cosine over its own member pairs (a
-singleton takes the median cohesion of the others). They are indistinct when
+Similarities are always measured between the unit level-1 atoms beneath: an atom of level
+l−1 ≥ 2 stands for the mean of the level-1 atoms of its cluster, and two such means have as
+product the mean cosine between their atoms (average linkage), which does not shrink with the
+number of children the way the cosine of two cluster centroids does. Clusters c and e (sizes
+n_c, n_e) have the cross-similarity x_ce = mean similarity over their member pairs, and each has the cohesion w_c = mean cosine over its own member pairs (a
+singleton takes the median cohesion of the clusters with two or more members, or, while there
+are fewer than three of those, the median over atoms of the cosine to their nearest neighbour). They are indistinct when
 
     x_ce ≥ ρ · √(w_c w_e)                                     (the ratio rule)
     or  x_ce > 0 and x_ce − √(w_c w_e) > −z · (1 − √(w_c w_e)) / √(d · n_c n_e)   (the noise rule)
@@ -22,8 +26,9 @@ sibling families of a grandparent at cosine s' meet at s² s'², so the ratio te
 together when their difference is within z standard errors of what random residuals in R^d give
 (a child is s · parent plus an independent residual), which matters when s is small.
 
-The level's decoder then holds the normalised cluster means, its encoder the same rows, its
-``b_dec`` is zero (a shared offset would tilt the cosines the clusters were chosen by), and the latents beyond the cluster
+The level's decoder then holds the normalised cluster means, its encoder the same rows, and its
+``b_dec`` stays zero from then on (a settled level is a spherical k-means of unit atoms; a learned
+offset would tilt the cosines its clusters were chosen by), and the latents beyond the cluster
 count are *pruned*: they can never fire (``PRUNED_BIAS``), so they never reach the level above.
 """
 
@@ -32,26 +37,28 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
 from torch import nn
 
 PRUNED_BIAS = -1.0e4
 """b_enc of a pruned latent: its pre-activation never wins a TopK slot nor passes a ReLU."""
 
 REFINE_ITERATIONS = 20
+MIN_REFERENCE_CLUSTERS = 3
 
 
 def _unit_rows(a: np.ndarray) -> np.ndarray:
     return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
 
 
-def refine(atoms: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Spherical k-means from ``labels`` on unit rows: each atom moves to its most similar
-    cluster mean until nothing moves; returns labels 0..k−1 (no empty cluster)."""
+def refine(items: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Spherical k-means from ``labels``: each item moves to the cluster whose normalised mean
+    it has the largest product with, until nothing moves; returns labels 0..k−1 (none empty)."""
     labels = np.unique(labels, return_inverse=True)[1]
     for _ in range(REFINE_ITERATIONS):
-        means = np.zeros((labels.max() + 1, atoms.shape[1]))
-        np.add.at(means, labels, atoms)
-        moved = (atoms @ _unit_rows(means).T).argmax(1)
+        means = np.zeros((labels.max() + 1, items.shape[1]))
+        np.add.at(means, labels, items)
+        moved = (items @ _unit_rows(means).T).argmax(1)
         moved = np.unique(moved, return_inverse=True)[1]
         if np.array_equal(moved, labels):
             break
@@ -59,8 +66,10 @@ def refine(atoms: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return labels
 
 
-def indistinct(similarity: np.ndarray, labels: np.ndarray, ratio: float, z: float, dim: int):
-    """The most similar pair of clusters that is indistinct (ratio or noise rule), or None."""
+def indistinct(similarity: np.ndarray, labels: np.ndarray, ratio: float, z: float, dim: int, nearest: float):
+    """The most similar pair of clusters that is indistinct (ratio or noise rule), or None;
+    ``nearest``: the median similarity of an atom to its nearest other atom, a singleton's
+    cohesion while fewer than MIN_REFERENCE_CLUSTERS clusters have two members."""
     k = labels.max() + 1
     member = np.zeros((k, len(labels)))
     member[labels, np.arange(len(labels))] = 1.0
@@ -69,12 +78,15 @@ def indistinct(similarity: np.ndarray, labels: np.ndarray, ratio: float, z: floa
     pairs = size * (size - 1)
     cohesion = np.full(k, np.nan)
     multi = pairs > 0
-    cohesion[multi] = (np.diag(sums)[multi] - size[multi]) / pairs[multi]
-    fallback = float(np.median(cohesion[multi])) if multi.any() else 1.0
+    self_sums = member @ np.diag(similarity)  # Σ over members of their self-similarity (1 for unit items)
+    cohesion[multi] = (np.diag(sums)[multi] - self_sums[multi]) / pairs[multi]
+    fallback = float(np.median(cohesion[multi])) if multi.sum() >= MIN_REFERENCE_CLUSTERS else nearest
     cohesion = np.clip(np.where(multi, cohesion, fallback), 1e-6, 1.0)
     cross = sums / np.outer(size, size)
     reference = np.sqrt(np.outer(cohesion, cohesion))
-    noise = (1.0 - reference) / np.sqrt(dim * np.outer(size, size))
+    self_similarity = self_sums / size
+    scale = np.sqrt(np.outer(self_similarity, self_similarity))
+    noise = np.clip(scale - reference, 0.0, None) / np.sqrt(dim * np.outer(size, size))
     same = (cross >= ratio * reference) | ((cross > 0) & (cross - reference > -z * noise))
     score = np.where(same, cross / reference, -np.inf)
     np.fill_diagonal(score, -np.inf)
@@ -82,21 +94,33 @@ def indistinct(similarity: np.ndarray, labels: np.ndarray, ratio: float, z: floa
     return None if not np.isfinite(score[best]) else best
 
 
-def distinct_clusters(atoms: np.ndarray, start: int, ratio: float, z: float) -> np.ndarray:
-    """Labels 0..k−1 of ``atoms`` (rows) with k ≤ ``start`` chosen by the rules of the module."""
-    atoms = _unit_rows(np.asarray(atoms, dtype=np.float64))
-    n = len(atoms)
+def distinct_clusters(items: np.ndarray, start: int, ratio: float, z: float) -> np.ndarray:
+    """Labels 0..k−1 of ``items`` with k ≤ ``start`` chosen by the rules of the module. An item
+    is the mean of the unit level-1 atoms beneath it (a level-1 atom itself at level 2), so the
+    similarity of two items, ``items @ items.T``, is the mean cosine between their atoms."""
+    items = np.asarray(items, dtype=np.float64)
+    n = len(items)
     if n <= 1:
         return np.zeros(n, dtype=np.int64)
-    tree = linkage(atoms, method="average", metric="cosine")
-    labels = refine(atoms, fcluster(tree, min(start, n), "maxclust") - 1)
-    similarity = atoms @ atoms.T
+    similarity = items @ items.T
+    distance = np.clip(1.0 - similarity, 0.0, None)
+    np.fill_diagonal(distance, 0.0)
+    tree = linkage(squareform(distance, checks=False), method="average")
+    labels = refine(items, fcluster(tree, min(start, n), "maxclust") - 1)
+    nearest = float(np.median(np.max(similarity - 4.0 * np.eye(n), axis=1)))
     while labels.max() > 0:
-        pair = indistinct(similarity, labels, ratio, z, atoms.shape[1])
+        pair = indistinct(similarity, labels, ratio, z, items.shape[1], nearest)
         if pair is None:
             break
-        labels = refine(atoms, np.where(labels == pair[1], pair[0], labels))
+        labels = refine(items, np.where(labels == pair[1], pair[0], labels))
     return labels.astype(np.int64)
+
+
+def group_means(items: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Row k: the mean of the items labelled k (the items of the level above)."""
+    means = np.zeros((labels.max() + 1, items.shape[1]))
+    np.add.at(means, labels, items)
+    return means / np.bincount(labels)[:, None]
 
 
 class Concepts(nn.Module):
@@ -112,27 +136,27 @@ class Concepts(nn.Module):
 
     @torch.no_grad()
     def enforce(self, sae) -> None:
-        """Keep pruned latents silent: zero encoder rows, b_enc = PRUNED_BIAS."""
+        """Keep b_dec at zero and pruned latents silent: zero encoder rows, b_enc = PRUNED_BIAS."""
+        sae.b_dec.zero_()
         dead = ~self.alive
         if dead.any():
             sae.W_enc[dead] = 0.0
             sae.b_enc[dead] = PRUNED_BIAS
 
     @torch.no_grad()
-    def settle(self, sae, atoms: torch.Tensor, ratio: float, z: float) -> None:
-        """Re-initialise ``sae`` (a level) from the distinct clusters of ``atoms`` (rows, the
-        live atoms of the level below): decoder columns and encoder rows = normalised cluster
-        means of ``atoms``, b_enc = b_dec = 0; the remaining latents are pruned."""
-        centred = atoms.detach().cpu().double().numpy()
-        labels = distinct_clusters(centred, sae.n_latents, ratio, z)
-        means = np.zeros((labels.max() + 1, centred.shape[1]))
-        np.add.at(means, labels, _unit_rows(centred))
-        centroids = torch.as_tensor(_unit_rows(means), dtype=sae.W_dec.dtype, device=sae.W_dec.device)
+    def settle(self, sae, items: np.ndarray, ratio: float, z: float) -> np.ndarray:
+        """Re-initialise ``sae`` (a level) from the distinct clusters of ``items`` (one per live
+        atom of the level below: the mean of the unit level-1 atoms beneath it): decoder columns
+        and encoder rows = the clusters' normalised means, b_enc = 0; the remaining latents are
+        pruned. Returns the labels (cluster k is latent k)."""
+        labels = distinct_clusters(items, sae.n_latents, ratio, z)
+        centroids = torch.as_tensor(_unit_rows(group_means(items, labels)), dtype=sae.W_dec.dtype,
+                                    device=sae.W_dec.device)
         k = len(centroids)
         sae.W_dec[:, :k] = centroids.t()
         sae.W_enc[:k] = centroids
         sae.b_enc[:k] = 0.0
-        sae.b_dec.zero_()
         self.alive.zero_()
         self.alive[:k] = True
         self.enforce(sae)
+        return labels
