@@ -17,14 +17,19 @@ n_c, n_e) have the cross-similarity x_ce = mean similarity over their member pai
 singleton takes the median cohesion of the clusters with two or more members, or, while there
 are fewer than three of those, the median over atoms of the cosine to their nearest neighbour). They are indistinct when
 
-    x_ce ≥ ρ · √(w_c w_e)                                     (the ratio rule)
-    or  x_ce > 0 and x_ce − √(w_c w_e) > −z · (1 − √(w_c w_e)) / √(d · n_c n_e)   (the noise rule)
+    x_ce > z · q_ce / √(d · n_c n_e)                          (they are related at all)
+    and [ x_ce ≥ ρ · √(w_c w_e)                               (the ratio rule)
+          or x_ce − √(w_c w_e) > −z · (q_ce − √(w_c w_e)) / √(d · n_c n_e) ]   (the noise rule)
+
+with q_ce the geometric mean of the clusters' mean self-similarity (1 for unit atoms).
 
 The ratio rule is scale-free: children at cosine s from a parent have pairwise cosine s², two
 sibling families of a grandparent at cosine s' meet at s² s'², so the ratio tells siblings
-(≈ 1) from cousins (s'²) at any level and any data scale. The noise rule keeps two clusters
-together when their difference is within z standard errors of what random residuals in R^d give
-(a child is s · parent plus an independent residual), which matters when s is small.
+(≈ 1) from cousins (s'²) at any level and any data scale; it cannot tell them apart once s'²
+reaches ρ (s' ≥ 0.84 at ρ = 0.7). The noise rule keeps two clusters together when their
+difference is within z standard errors of what random residuals in R^d give (a child is
+s · parent plus an independent residual), which matters when s is small; and nothing merges
+that is not related beyond that noise.
 
 The level's decoder then holds the normalised cluster means, its encoder the same rows, and its
 ``b_dec`` stays zero from then on (a settled level is a spherical k-means of unit atoms; a learned
@@ -81,13 +86,14 @@ def indistinct(similarity: np.ndarray, labels: np.ndarray, ratio: float, z: floa
     self_sums = member @ np.diag(similarity)  # Σ over members of their self-similarity (1 for unit items)
     cohesion[multi] = (np.diag(sums)[multi] - self_sums[multi]) / pairs[multi]
     fallback = float(np.median(cohesion[multi])) if multi.sum() >= MIN_REFERENCE_CLUSTERS else nearest
-    cohesion = np.clip(np.where(multi, cohesion, fallback), 1e-6, 1.0)
+    cohesion = np.clip(np.where(multi, cohesion, fallback), 1e-6, None)
     cross = sums / np.outer(size, size)
     reference = np.sqrt(np.outer(cohesion, cohesion))
     self_similarity = self_sums / size
     scale = np.sqrt(np.outer(self_similarity, self_similarity))
-    noise = np.clip(scale - reference, 0.0, None) / np.sqrt(dim * np.outer(size, size))
-    same = (cross >= ratio * reference) | ((cross > 0) & (cross - reference > -z * noise))
+    error = 1.0 / np.sqrt(dim * np.outer(size, size))
+    related = cross > z * scale * error
+    same = related & ((cross >= ratio * reference) | (cross - reference > -z * np.clip(scale - reference, 0.0, None) * error))
     score = np.where(same, cross / reference, -np.inf)
     np.fill_diagonal(score, -np.inf)
     best = np.unravel_index(np.argmax(score), score.shape)
