@@ -65,7 +65,7 @@ def planted_rows(rng: np.random.Generator, leaves: np.ndarray, n_rows: int) -> n
 
 
 def write_store(path: Path, depth: int, seed: int, dim: int, n_rows: int) -> tuple[list[int], list[float]]:
-    from hsae.metrics.truth import Truth, write_truth
+    from hsae.store.truth import Truth, write_truth
     from hsae.store import StoreWriter
 
     rng = np.random.default_rng([depth, seed, 14])
