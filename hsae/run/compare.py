@@ -134,7 +134,7 @@ def comparison(runs: list[RunSummary], title: str) -> Comparison:
             add(f"F1 level {l}" if depth > 2 else "sibling F1", 3, lambda m, l=l: _recovery(m, l, "f1"))
             for key in ("precision", "recall", "ari"):
                 add(f"{prefix}{key if key != 'ari' else 'ARI'}", 3, lambda m, l=l, k=key: _recovery(m, l, k))
-            add(f"{prefix}concepts found/planted", 0, lambda m, l=l: _concepts(m, l))
+            add(f"{prefix}concepts", 0, lambda m, l=l: _concepts(m, l))  # found/planted
     return table
 
 
