@@ -36,6 +36,27 @@ class LevelConfig(BaseModel):
         description="[hsae] compute this level (l ≥ 2) on every m-th step only, and only when the levels below "
         "are due too; on the other steps L_l is left out (ignored for level 1)",
     )
+    settle_every: int = Field(
+        0, ge=0,
+        description="[hsae] every this many steps from start_step (0: never), re-initialise this level (l ≥ 2) from "
+        "the distinct clusters of the live atoms below and prune the latents beyond their count "
+        "(docs/cascade.md, 'Settling the upper levels')",
+    )
+    settle_ratio: float = Field(
+        0.7, gt=0, le=1,
+        description="[hsae] ρ: two clusters of atoms are one concept when their mean cross-cosine is at least ρ times "
+        "the geometric mean of their own mean cosines (siblings ≈ 1, cousins s'²)",
+    )
+    settle_z: float = Field(
+        3.0, ge=0,
+        description="[hsae] z: two clusters are also one concept when their cross-cosine falls short of that mean "
+        "by less than z standard errors of random residuals in R^d",
+    )
+    settle_min_magnitude: float = Field(
+        0.5, ge=0,
+        description="[hsae] level 2 settles on the level-1 latents active on the batch whose mean activation where "
+        "active is at least this share of the median over them (weak spare latents are left out)",
+    )
     normalisation: Normalisation = Field(
         "variance",
         description="scale of L_l: 'sum' Σ_d squared error per row (Eq. 3/9), 'mean' the same divided by d, "

@@ -95,11 +95,17 @@ def _value(metrics: dict, *keys):
     return node
 
 
-def _recovery_f1(metrics: dict, level: int) -> float | None:
+def _recovery(metrics: dict, level: int, key: str):
     for entry in _value(metrics, "recovery", "levels") or []:
         if entry["level"] == level:
-            return entry["f1"]
+            return entry[key]
     return None
+
+
+def _concepts(metrics: dict, level: int) -> str | None:
+    """Concepts found (distinct learned ancestors of the leaves' atoms) / planted, as text."""
+    found, true = _recovery(metrics, level, "n_learned_used"), _recovery(metrics, level, "n_true")
+    return None if found is None else f"{found}/{true}"
 
 
 def comparison(runs: list[RunSummary], title: str) -> Comparison:
@@ -125,7 +131,11 @@ def comparison(runs: list[RunSummary], title: str) -> Comparison:
     if any("recovery" in r.metrics for r in runs):
         add("leaf recovery", 3, lambda m: _value(m, "recovery", "leaf_recovery"))
         for l in range(2, depth + 1):
-            add(f"F1 level {l}" if depth > 2 else "sibling F1", 3, lambda m, l=l: _recovery_f1(m, l))
+            prefix = f"L{l} " if depth > 2 else ""
+            add(f"F1 level {l}" if depth > 2 else "sibling F1", 3, lambda m, l=l: _recovery(m, l, "f1"))
+            for key in ("precision", "recall", "ari"):
+                add(f"{prefix}{key if key != 'ari' else 'ARI'}", 3, lambda m, l=l, k=key: _recovery(m, l, k))
+            add(f"{prefix}concepts", 0, lambda m, l=l: _concepts(m, l))  # found/planted
     return table
 
 
@@ -141,6 +151,8 @@ def comparisons(runs: list[RunSummary]) -> list[Comparison]:
 def cell(value, digits: int) -> str:
     if value is None:
         return "–"
+    if isinstance(value, str):
+        return value
     return str(int(value)) if digits == 0 else f"{value:.{digits}f}"
 
 
