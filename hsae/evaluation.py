@@ -67,7 +67,7 @@ def level1_figures(cascade: Cascade, store: ActivationStore, scale: float, max_r
 @torch.no_grad()
 def upper_level_figures(cascade: Cascade, l: int) -> dict:
     """Level l ≥ 2 on every atom of level l−1: FVU, L0 and latents active on no atom."""
-    atoms = cascade.level(l - 1).W_dec.t()
+    atoms = cascade.atoms(l - 1)
     out = cascade.level(l)(atoms)
     variance = (atoms - atoms.mean(0)).pow(2).sum()
     return {

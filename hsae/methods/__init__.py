@@ -74,6 +74,8 @@ def check_method(model, steps: int) -> None:
     options = _options(name, raw)
     if name == CASCADE:
         return
+    if model.imported:
+        raise ValueError(f"model.levels[0].from: a trained level 1 is read by the cascade only, not by {name!r}")
     if len(model.levels) < 2:
         raise ValueError(f"model.method {name!r} builds a hierarchy: give at least two levels")
     if model.stop_gradient != "none" or model.mask_threshold != 0:

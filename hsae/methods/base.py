@@ -100,6 +100,11 @@ class HierarchyModel(nn.Module):
         """The units of level ``l`` as columns (for the near-duplicate count)."""
         raise NotImplementedError
 
+    def activation_sae(self, l: int) -> SAE | None:
+        """The SAE of level ``l`` when that level is an SAE on the activations (its code of x is
+        its encoder's, its atoms live in R^d: ``hsae.load``, SAELens export), else None."""
+        return None
+
     def row_codes(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Codes of levels 1..L on the rows ``x``: [(B, n₁), …, (B, n_L)]."""
         raise NotImplementedError
@@ -164,6 +169,9 @@ class SeparateSAEs(HierarchyModel):
 
     def decoder(self, l: int) -> torch.Tensor:
         return self.sae(l).W_dec
+
+    def activation_sae(self, l: int) -> SAE | None:
+        return self.sae(1) if l == 1 else None
 
 
 class _FigureSums:

@@ -67,6 +67,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torc
     optimizer.zero_grad(set_to_none=True)
     with autocast(cfg):
         out = model(x, step)
+    if not out.loss.requires_grad:  # only frozen levels have a term at this step: nothing to update
+        return out
     (out.loss if scaler is None else scaler.scale(out.loss)).backward()
     if scaler is not None:
         scaler.unscale_(optimizer)
@@ -102,7 +104,7 @@ class Trainer:
     def __init__(self, model: CascadeConfig, train: TrainConfig, store: ActivationStore, run: RunDir,
                  normalize: bool = True, build: Callable[[int], torch.nn.Module] | None = None):
         self.model_config, self.cfg, self.store, self.run = model, train, store, run
-        self.normalize = normalize
+        self.normalize = normalize and not model.imported  # an imported level 1 reads raw activations
         self.build = build or (lambda width: Cascade(width, self.model_config))
 
     @property

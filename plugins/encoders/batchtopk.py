@@ -7,7 +7,7 @@ import math
 import torch
 from pydantic import Field
 
-from hsae.interfaces.encoder import Encoder, Encoding
+from hsae.interfaces.encoder import Encoder, Encoding, SAELensForm
 from hsae.interfaces.plugin import PluginConfig
 from hsae.sae.sparse import Projection, SparseCode, SparseSelector, Support
 
@@ -38,6 +38,10 @@ class BatchTopKEncoder(Encoder):
         z = torch.zeros_like(flat).scatter(0, idx, top).view_as(pre)
         self._update_threshold(top.detach())
         return Encoding(z, z.new_zeros(z.shape[0]))
+
+    def saelens_form(self, b_enc):
+        """At inference a JumpReLU SAE with θ_j = θ for every latent (as SAELens exports BatchTopK)."""
+        return SAELensForm("jumprelu", {"b_enc": b_enc, "threshold": self.threshold.expand(self.n_latents).clone()})
 
     def budget(self, n_rows: int, n_latents: int) -> int:
         """Entries kept over a batch: ⌈k·B⌉, at most B·n."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from hsae.interfaces.encoder import Encoder, Encoding
+from hsae.interfaces.encoder import Encoder, Encoding, SAELensForm
 from hsae.interfaces.plugin import PluginConfig
 from hsae.sae import sparse
 from hsae.sae.sparse import Projection, SparseCode, SparseSelector, Support
@@ -38,6 +38,7 @@ class TopKEncoder(Encoder):
     """TopK SAE: keep the k largest entries of ReLU(p) per row; no S term; optional AuxK."""
 
     Config = TopKConfig
+    saelens_architecture = "topk"
 
     def __init__(self, config=None, *, n_inputs: int, n_latents: int):
         super().__init__(config, n_inputs=n_inputs, n_latents=n_latents)
@@ -53,6 +54,22 @@ class TopKEncoder(Encoder):
         if self._tracks_dead:
             self._count_rows(z.shape[0], (z > 0).any(0))
         return Encoding(z, z.new_zeros(z.shape[0]), {"pre": pre})
+
+    def saelens_form(self, b_enc):
+        return SAELensForm("topk", {"b_enc": b_enc}, {"k": self.config.k, "rescale_acts_by_decoder_norm": False})
+
+    @classmethod
+    def saelens_options(cls, cfg):
+        if cfg.get("rescale_acts_by_decoder_norm"):
+            raise ValueError("a TopK SAE with rescale_acts_by_decoder_norm: true has no hsae equivalent; "
+                             "fold the decoder norms into W_enc first (SAE.fold_W_dec_norm) and save it again")
+        if "k" not in cfg:
+            raise ValueError("key 'k' is missing")
+        return {"k": int(cfg["k"])}
+
+    @classmethod
+    def from_saelens(cls, tensors):
+        return tensors["b_enc"], {}
 
     @torch.no_grad()
     def _count_rows(self, n_rows: int, fired: torch.Tensor) -> None:
