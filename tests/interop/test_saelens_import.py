@@ -60,3 +60,24 @@ def test_a_missing_or_broken_folder_is_bad_input(tmp_path):
                                {"n_latents": 8, "encoder": {"name": "topk"}, "from": {"path": str(tmp_path / "bad")}}]
     with pytest.raises(BadInput, match="only level 1"):
         parse_recipe(tree)
+
+
+@pytest.mark.slow
+def test_a_hierarchy_over_a_differently_seeded_level_1_recovers_the_planted_parents(tmp_path):
+    """The quickstart's store: level 1 of a run with another training seed, exported and used
+    frozen under a fresh level 2, which recovers the planted parents (F1 ≥ 0.9)."""
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", str(QUICKSTART), "--set", "train.seed=7", "--out", str(tmp_path / "donor")],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["export", str(tmp_path / "donor"), str(tmp_path / "saelens")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "saelens" / "level-1"
+    result = runner.invoke(app, ["run", str(QUICKSTART), "--set", f"model.levels.0={{from: {{path: {folder}}}}}",
+                                 "--out", str(tmp_path / "on-top")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    source = read_saelens(folder)
+    trained = level1_tensors(tmp_path / "on-top")
+    assert all(torch.equal(trained[f"levels.1.{key}"], value) for key, value in source.state.items())
+    recovery = json.loads((tmp_path / "on-top" / "metrics.json").read_text())["recovery"]
+    assert recovery["levels"][0]["f1"] >= 0.9, recovery["levels"][0]
