@@ -91,6 +91,12 @@ class TrainResult:
     resumed_from: int | None
 
 
+def scales_activations(model: CascadeConfig, normalize: bool) -> bool:
+    """Whether training multiplies activations by the global scale: ``data.normalize``, unless
+    level 1 is an imported SAE, which reads raw activations."""
+    return normalize and not model.imported
+
+
 def batch_stream(train: TrainConfig, normalize: bool) -> tuple:
     """What decides a run's batches and how they are fed: runs on one store with equal streams
     read the identical batches, so they can be trained together (:func:`fit_together`)."""
@@ -104,7 +110,7 @@ class Trainer:
     def __init__(self, model: CascadeConfig, train: TrainConfig, store: ActivationStore, run: RunDir,
                  normalize: bool = True, build: Callable[[int], torch.nn.Module] | None = None):
         self.model_config, self.cfg, self.store, self.run = model, train, store, run
-        self.normalize = normalize and not model.imported  # an imported level 1 reads raw activations
+        self.normalize = scales_activations(model, normalize)
         self.build = build or (lambda width: Cascade(width, self.model_config))
 
     @property

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import hsae
-from conftest import train_tiny
+from interopkit import TINY, train_tiny
 from hsae.errors import BadInput
 from hsae.store import ActivationStore
 
@@ -42,7 +42,7 @@ def test_cascade_codes_scale_and_hierarchy(tiny_runs):
 @pytest.mark.parametrize("method", ["stacked", "hac", "matryoshka"])
 def test_every_baseline_loads_and_encodes_every_level(tmp_path, method):
     levels = [{"n_latents": 24, "encoder": {"name": "topk", "k": 3}}, {"n_latents": 6, "encoder": {"name": "topk", "k": 1}}]
-    run = train_tiny(tmp_path / method, {"method": method, "levels": levels}, train={**_train(), "steps": 30})
+    run = train_tiny(tmp_path / method, {"method": method, "levels": levels}, train={**TINY["train"], "steps": 30})
     model = hsae.load(run)
     x = rows(run)
     assert model.widths == [24, 6] and model.method == method
@@ -52,12 +52,6 @@ def test_every_baseline_loads_and_encodes_every_level(tmp_path, method):
     assert len(model.parents(1)) == 24
     if model.sae(1) is not None:
         assert model.decode(model.encode(x, 1), 1).shape == x.shape
-
-
-def _train():
-    from conftest import TINY
-
-    return dict(TINY["train"])
 
 
 def test_labels_are_read_from_labels_json(tiny_runs, tmp_path):

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from conftest import train_tiny
+from interopkit import train_tiny
 from hsae.cli.app import app
 from hsae.errors import BadInput
 from hsae.interop.saelens import export_run, read_saelens
