@@ -4,7 +4,9 @@
 (:class:`hsae.trained.TrainedHierarchy`, docs/api.md).
 """
 
-__version__ = "0.1.0"
+from hsae.version import __version__
+
+__all__ = ["__version__", "load"]
 
 
 def load(run_dir):

@@ -25,7 +25,7 @@ from hsae.cascade.cascade import Cascade
 from hsae.cascade.hierarchy import NO_PARENT, evaluating
 from hsae.errors import BadInput
 from hsae.methods.saving import load_trained
-from hsae.run_dir import RunDir
+from hsae.run.run_dir import RunDir
 from hsae.sae.sae import SAE
 
 LABELS_FILE = "labels.json"

@@ -13,10 +13,10 @@ import pytest
 
 from chromium import chromium, console_errors, open_page, screenshot_spread, wait_for
 from hsae.browse.site import browse_run
-from hsae.pipeline import Hooks, run_recipe
+from hsae.run.pipeline import Hooks, run_recipe
 from hsae.plots import write_run_plots
 from hsae.recipe.load import parse_recipe
-from hsae.run_dir import RunDir
+from hsae.run.run_dir import RunDir
 
 THREE_LEVELS = {
     "name": "three",

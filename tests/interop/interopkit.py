@@ -6,9 +6,9 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from hsae.pipeline import Hooks, run_recipe
+from hsae.run.pipeline import Hooks, run_recipe
 from hsae.recipe.load import parse_recipe
-from hsae.run_dir import RunDir
+from hsae.run.run_dir import RunDir
 
 TINY = {
     "name": "tiny",

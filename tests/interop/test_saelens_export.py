@@ -10,7 +10,8 @@ import torch
 from sae_lens import SAE
 
 import hsae
-from hsae.interop.saelens import export_run, read_saelens
+from hsae.interop.export import export_run
+from hsae.interop.saelens import read_saelens
 from hsae.store import ActivationStore
 
 

@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 from interopkit import train_tiny
 from hsae.cli.app import app
 from hsae.errors import BadInput
-from hsae.interop.saelens import export_run, read_saelens
+from hsae.interop.export import export_run
+from hsae.interop.saelens import read_saelens
 from hsae.recipe.load import parse_recipe
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "recipes" / "quickstart.yaml"

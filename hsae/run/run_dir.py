@@ -22,7 +22,7 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
-from hsae import __version__
+from hsae.version import __version__
 from hsae.cascade.cascade import Cascade
 from hsae.cascade.config import CascadeConfig
 from hsae.errors import BadInput
