@@ -24,7 +24,6 @@ import torch
 from hsae.cascade.cascade import Cascade
 from hsae.cascade.hierarchy import NO_PARENT, evaluating
 from hsae.errors import BadInput
-from hsae.methods.saving import load_trained
 from hsae.run.run_dir import RunDir
 from hsae.sae.sae import SAE
 
@@ -166,7 +165,7 @@ def load(run_dir: str | Path) -> TrainedHierarchy:
     run = RunDir(Path(run_dir))
     if not run.root.is_dir():
         raise BadInput(f"{run.root}: no such run directory")
-    model, config = load_trained(run)
+    model, config = run.load_model()
     hierarchy = json.loads(run.hierarchy.read_text()) if run.hierarchy.exists() else None
     return TrainedHierarchy(run.root, model, config, hierarchy, read_labels(run.root))
 

@@ -15,7 +15,6 @@ from hsae.extract.embeddings import store_embeddings
 from hsae.run.evaluation import evaluate
 from hsae.interfaces.dataset import ActivationSource, Progress
 from hsae.methods import build_model
-from hsae.methods.saving import load_trained, save_trained
 from hsae.recipe.load import parse_recipe
 from hsae.recipe.schema import Recipe
 from hsae.run.run_dir import RunDir, write_json
@@ -102,14 +101,14 @@ def train_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, hook
 def save_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, result: TrainResult,
                       extra: dict | None = None) -> dict:
     """Save a trained model with ``extra`` in config.json and evaluate it; returns metrics.json's content."""
-    save_trained(run, result.cascade, result.scale, recipe.model, recipe.train.steps,
-                 {"store": str(store.path.resolve()), **(extra or {})})
+    run.save_model(result.cascade, result.scale, recipe.model, recipe.train.steps,
+                   {"store": str(store.path.resolve()), **(extra or {})})
     return evaluate_run(run, recipe, store)
 
 
 def evaluate_run(run: RunDir, recipe: Recipe | None = None, store: ActivationStore | None = None) -> dict:
     """(Re)compute metrics.json and hierarchy.json of a finished run."""
-    cascade, config = load_trained(run)
+    cascade, config = run.load_model()
     if recipe is None:
         recipe = parse_recipe(run.read_recipe_tree() or {}, str(run.recipe))
     if store is None:
