@@ -139,6 +139,10 @@ class Cascade(nn.Module):
             for l, level in enumerate(config.levels, start=1) if l > 1 and level.settle_every
         })
         self.register_buffer("b_dec_ready", torch.zeros(len(config.levels), dtype=torch.bool))
+        self.frozen = [l for l, level in enumerate(config.levels, start=1) if level.from_ is not None]
+        for l in self.frozen:  # a trained SAE: no gradient, no renormalisation, its own b_dec
+            self.level(l).requires_grad_(False)
+            self.level(l).normalize_decoder = False
 
     @property
     def depth(self) -> int:
@@ -152,9 +156,15 @@ class Cascade(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Fresh weights; a frozen level is read again from its folder (``from``)."""
+        from hsae.interop.saelens import load_into, read_saelens
+
         for l in range(1, self.depth + 1):
             self.level(l).reset_parameters(generator)
         self.b_dec_ready.zero_()
+        for l in self.frozen:
+            load_into(self.level(l), read_saelens(self.level_config(l).from_.path))
+            self.b_dec_ready[l - 1] = True
 
     def level_weight(self, l: int, step: int | None) -> float:
         """Weight of L_l at ``step`` (1 for level 1; λ_l with start step and linear warm-up)."""
@@ -218,10 +228,19 @@ class Cascade(nn.Module):
             self.b_dec_ready[l - 1] = True
             items = group_means(items, labels)
 
+    def atoms(self, l: int) -> torch.Tensor:
+        """Level l's atoms as rows (n_l, d), the data of level l+1: its decoder columns, which
+        training keeps at unit norm (spec §1); a frozen level's columns (a trained SAE, whose
+        norms are its own convention) are passed up as unit directions too."""
+        atoms = self.level(l).W_dec.t()
+        if l in self.frozen:
+            atoms = torch.nn.functional.normalize(atoms, dim=1)
+        return atoms
+
     def level_inputs(self, l: int, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and reconstruction targets of level l ≥ 2: the active atoms of level l−1 (Eq. 7,
         21), detached as the stop-gradient mode says (Eq. 34-35)."""
-        atoms = self.level(l - 1).W_dec.t().index_select(0, active)  # its backward beats indexing's
+        atoms = self.atoms(l - 1).index_select(0, active)  # its backward beats indexing's
         mode = self.config.stop_gradient
         inputs = atoms.detach() if mode == "bilateral" else atoms
         target = atoms.detach() if mode in ("partial", "bilateral") else atoms
@@ -291,10 +310,10 @@ class Cascade(nn.Module):
             concepts.enforce(self.level(int(l)))
 
     def param_groups(self, lr: float) -> list[dict]:
-        """One optimizer group per level, with the level's own learning rate when set."""
+        """One optimizer group per level, with the level's own learning rate when set (none for a frozen level)."""
         return [
             {"params": list(self.level(l).parameters()), "lr": self.level_config(l).lr or lr, "name": f"level{l}"}
-            for l in range(1, self.depth + 1)
+            for l in range(1, self.depth + 1) if l not in self.frozen
         ]
 
     # -- the evaluation side of the method contract (hsae.interfaces.method) -------------------
@@ -318,7 +337,7 @@ class Cascade(nn.Module):
         active on no atom."""
         figures = {}
         for l in range(2, self.depth + 1):
-            atoms = self.level(l - 1).W_dec.t()
+            atoms = self.atoms(l - 1)
             out = self.level(l)(atoms)
             variance = (atoms - atoms.mean(0)).pow(2).sum()
             figures[str(l)] = {

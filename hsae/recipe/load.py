@@ -82,7 +82,7 @@ def read_recipe_tree(path: Path) -> dict:
 def parse_recipe(tree: dict, source: str = "recipe", base_dir: Path | None = None) -> Recipe:
     """Validate plain data as a Recipe; relative store paths are taken from ``base_dir``."""
     try:
-        recipe = Recipe.model_validate(tree)
+        recipe = Recipe.model_validate(tree, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise BadInput(_describe(exc, source)) from None
     if base_dir is not None and recipe.data.activations is not None and not recipe.data.activations.is_absolute():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -186,10 +187,37 @@ def to_csv(tables: list[Comparison]) -> str:
     return buffer.getvalue()
 
 
-def write_comparison(tables: list[Comparison], folder: Path) -> tuple[Path, Path]:
-    """``compare.md`` and ``compare.csv`` in ``folder``."""
+CHART_LEFT_OUT = ("L0",)
+"""Rows not drawn in the chart: counts and L0 are not on the 0-1 scale of the others."""
+
+
+def write_charts(tables: list[Comparison], folder: Path) -> list[Path]:
+    """A grouped bar chart per table (``compare.png``, then ``compare-2.png``, …): a group per
+    metric on the 0-1 scale (HMS, null, FVU, recovery, F1), a bar per run."""
+    from hsae.plots import bar_chart  # matplotlib loads on use
+
+    paths = []
+    for i, table in enumerate(tables, start=1):
+        rows = [r for r in table.rows if r.digits and r.name not in CHART_LEFT_OUT]
+        series = {column: [row.values[j] for row in rows] for j, column in enumerate(table.columns)}
+        name = "compare.png" if i == 1 else f"compare-{i}.png"
+        paths.append(bar_chart(table.title, [row.name for row in rows], series, folder / name))
+    return paths
+
+
+def write_comparison(tables: list[Comparison], folder: Path) -> list[Path]:
+    """``compare.md``, ``compare.csv`` and the charts (``compare.png``, …) in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     md, csv_path = folder / "compare.md", folder / "compare.csv"
     md.write_text(to_markdown(tables))
     csv_path.write_text(to_csv(tables))
-    return md, csv_path
+    return [md, csv_path, *write_charts(tables, folder)]
+
+
+def default_folder(paths: list[Path]) -> Path:
+    """Where ``hsae compare`` writes without ``--out``: a sweep's folder when one is given alone,
+    else the folder the runs have in common (beside them)."""
+    paths = [Path(p).resolve() for p in paths]
+    if len(paths) == 1 and (paths[0] / SWEEP_FILE).exists():
+        return paths[0]
+    return Path(os.path.commonpath([p.parent for p in paths]))

@@ -24,7 +24,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from hsae import __version__
+from hsae.version import __version__
 from hsae.errors import BadInput
 from hsae.methods import build_model, method_spec
 from hsae.recipe.schema import ModelConfig

@@ -21,7 +21,7 @@ from hsae.recipe.schema import SWEEP_STORES
 from hsae.run.variants import VariantRecipe
 from hsae.run.run_dir import RunDir, write_json
 from hsae.store import ActivationStore
-from hsae.train.trainer import batch_stream, fit_together
+from hsae.train.trainer import batch_stream, fit_together, scales_activations
 
 
 def shared_pass_groups(variants: list[VariantRecipe]) -> list[list[int]]:
@@ -31,7 +31,8 @@ def shared_pass_groups(variants: list[VariantRecipe]) -> list[list[int]]:
     groups: dict[object, list[int]] = {}
     for i, variant in enumerate(variants):
         recipe = variant.recipe
-        key = (variant.source_key, batch_stream(recipe.train, recipe.data.normalize)) if recipe.train.shared_pass else i
+        stream = batch_stream(recipe.train, scales_activations(recipe.model, recipe.data.normalize))
+        key = (variant.source_key, stream) if recipe.train.shared_pass else i
         groups.setdefault(key, []).append(i)
     return list(groups.values())
 

@@ -66,6 +66,8 @@ def lean_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
     with factored_gradients() as factors:
         with autocast(cfg):
             out = model(x, step)
+        if not out.loss.requires_grad:  # only frozen levels have a term at this step: nothing to update
+            return out
         (out.loss if scaler is None else scaler.scale(out.loss)).backward()
     model.after_backward()
     update = _LeanUpdate(model, optimizer, factors, params, scaler)

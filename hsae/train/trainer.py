@@ -83,6 +83,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torc
     optimizer.zero_grad(set_to_none=True)
     with autocast(cfg):
         out = model(x, step)
+    if not out.loss.requires_grad:  # only frozen levels have a term at this step: nothing to update
+        return out
     (out.loss if scaler is None else scaler.scale(out.loss)).backward()
     if scaler is not None:
         scaler.unscale_(optimizer)
@@ -106,7 +108,13 @@ class TrainResult:
     device: str  # the device it trained on ('auto' resolved)
 
 
-def batch_stream(train: TrainConfig, normalize: bool) -> tuple:
+def scales_activations(model: CascadeConfig, normalize: bool | str) -> bool | str:
+    """How training scales activations: ``data.normalize`` (see :func:`global_scale`), unless
+    level 1 is an imported SAE, which reads raw activations."""
+    return False if model.imported else normalize
+
+
+def batch_stream(train: TrainConfig, normalize: bool | str) -> tuple:
     """What decides a run's batches and how they are fed: runs on one store with equal streams
     read the identical batches, so they can be trained together (:func:`fit_together`)."""
     return train.batch_size, train.seed, train.steps, normalize, train.device, train.threads
@@ -120,7 +128,7 @@ class Trainer:
                  normalize: bool | str = True, build: Callable[[int], torch.nn.Module] | None = None):
         self.model_config, self.store, self.run = model, store, run
         self.cfg = train.model_copy(update={"device": str(train_device(train))})  # 'auto' resolved
-        self.normalize = normalize
+        self.normalize = scales_activations(model, normalize)
         self.build = build or (lambda width: Cascade(width, self.model_config))
 
     @property

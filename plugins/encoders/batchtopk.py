@@ -7,7 +7,7 @@ import math
 import torch
 from pydantic import Field
 
-from hsae.interfaces.encoder import Encoder, Encoding
+from hsae.interfaces.encoder import Encoder, Encoding, SAELensForm
 from hsae.interfaces.plugin import PluginConfig
 from hsae.interfaces.sparse import Projection, SparseCode, SparseSelector, Support
 from hsae_plugins.encoders.k_anneal import AnnealedK, KAnneal
@@ -43,6 +43,10 @@ class BatchTopKEncoder(AnnealedK, Encoder):
         if self.training:
             self._update_threshold(top.detach())
         return Encoding(z, z.new_zeros(z.shape[0]))
+
+    def saelens_form(self, b_enc):
+        """At inference a JumpReLU SAE with θ_j = θ for every latent (as SAELens exports BatchTopK)."""
+        return SAELensForm("jumprelu", {"b_enc": b_enc, "threshold": self.threshold.expand(self.n_latents).clone()})
 
     def budget(self, n_rows: int, n_latents: int) -> int:
         """Entries kept over a batch: ⌈k·B⌉ (k of the current step while it anneals), at most B·n."""

@@ -7,7 +7,7 @@ import math
 import torch
 from pydantic import Field
 
-from hsae.interfaces.encoder import Encoder, Encoding
+from hsae.interfaces.encoder import Encoder, Encoding, SAELensForm
 from hsae.interfaces.plugin import PluginConfig
 from hsae.interfaces.sparse import Projection, SparseCode, SparseSelector, Support
 from hsae_plugins.encoders.k_anneal import AnnealedK, KAnneal
@@ -44,6 +44,7 @@ class TopKEncoder(AnnealedK, Encoder):
     term; optional AuxK."""
 
     Config = TopKConfig
+    saelens_architecture = "topk"
 
     def __init__(self, config=None, *, n_inputs: int, n_latents: int):
         super().__init__(config, n_inputs=n_inputs, n_latents=n_latents)
@@ -64,6 +65,22 @@ class TopKEncoder(AnnealedK, Encoder):
         if self._tracks_dead:
             self._count_rows(z.shape[0], (z > 0).any(0))
         return Encoding(z, z.new_zeros(z.shape[0]), {"pre": pre})
+
+    def saelens_form(self, b_enc):
+        return SAELensForm("topk", {"b_enc": b_enc}, {"k": self.config.k, "rescale_acts_by_decoder_norm": False})
+
+    @classmethod
+    def saelens_options(cls, cfg):
+        if cfg.get("rescale_acts_by_decoder_norm"):
+            raise ValueError("a TopK SAE with rescale_acts_by_decoder_norm: true has no hsae equivalent; "
+                             "fold the decoder norms into W_enc first (SAE.fold_W_dec_norm) and save it again")
+        if "k" not in cfg:
+            raise ValueError("key 'k' is missing")
+        return {"k": int(cfg["k"])}
+
+    @classmethod
+    def from_saelens(cls, tensors):
+        return tensors["b_enc"], {}
 
     @torch.no_grad()
     def _count_rows(self, n_rows: int, fired: torch.Tensor) -> None:
