@@ -23,7 +23,7 @@ from hsae.recipe.schema import Recipe
 from hsae.run_dir import RunDir, write_json
 from hsae.store import ActivationStore
 from hsae.store.layout import parts_folder
-from hsae.train import distributed
+from hsae import distributed
 from hsae.train.checkpoint import latest_checkpoint
 from hsae.train.trainer import StepCallback, Trainer, TrainResult
 

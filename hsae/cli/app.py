@@ -78,7 +78,7 @@ def run(recipe: Path = RecipeArg, out: Optional[Path] = typer.Option(None, help=
     from hsae.pipeline import Hooks, run_recipe
     from hsae.recipe.load import apply_override, check_recipe, parse_recipe, read_recipe_tree
     from hsae.run_dir import RunDir
-    from hsae.train import distributed
+    from hsae import distributed
 
     if nproc > 1 and not distributed.launched():
         sys.exit(_torchrun(nproc))
@@ -100,7 +100,10 @@ def run(recipe: Path = RecipeArg, out: Optional[Path] = typer.Option(None, help=
         hooks = Hooks(_store_callback(), _train_callback, lambda text: console.print(f"[dim]{text}[/dim]"))
     else:  # the first process reports for all
         hooks = Hooks()
-    metrics = run_recipe(parsed, tree, run_dir, hooks, fresh)
+    try:
+        metrics = run_recipe(parsed, tree, run_dir, hooks, fresh)
+    finally:
+        distributed.leave()
     if metrics is not None:
         console.print(summary_table(metrics, f"{parsed.name} — {run_dir.root}"))
 

@@ -34,7 +34,7 @@ from hsae.interfaces.data_parallel import average_, is_split
 from hsae.recipe.schema import TrainConfig
 from hsae.sae.factored import FactoredGradient, GradientFactors, factored_gradients
 from hsae.sae.sae import SAE, remove_parallel
-from hsae.train.distributed import average_gradients
+from hsae.distributed import average_gradients
 from hsae.train.precision import autocast
 
 LATENT_BLOCKS = 8

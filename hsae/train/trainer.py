@@ -26,7 +26,7 @@ from hsae.run_dir import RunDir
 from hsae.recipe.schema import TrainConfig
 from hsae.store import ActivationStore
 from hsae.store.prefetch import Prefetcher
-from hsae.train import distributed
+from hsae import distributed
 from hsae.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from hsae.train.lean_step import lean_train_step, takes_lean_step
 from hsae.train.precision import autocast
@@ -224,7 +224,7 @@ def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) 
     it has already made. ``callback`` sees every step of the pass, with the model's metrics when
     there is one trainer (None otherwise). The global scale is estimated once.
 
-    Launched as several processes (:mod:`hsae.train.distributed`), each trains on its slice of
+    Launched as several processes (:mod:`hsae.distributed`), each trains on its slice of
     every batch with gradients averaged, so all hold the same model; the first one writes."""
     if not trainers:
         raise ValueError("fit_together needs at least one trainer")

@@ -40,6 +40,13 @@ def join(device: str) -> str:
     return f"cuda:{torch.cuda.current_device()}" if cuda else device
 
 
+def leave() -> None:
+    """Leave the process group (at the end of a command: a process that exits while its group
+    is open may be aborted)."""
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def group():
     """The default process group when several processes run, else None."""
     return dist.group.WORLD if dist.is_initialized() and dist.get_world_size() > 1 else None
