@@ -71,13 +71,19 @@ class Encoding:
 
 
 class Encoder(Plugin, nn.Module):
-    """Base of encoder plugins: maps pre-activations to a sparse code (spec §5)."""
+    """Base of encoder plugins: maps pre-activations to a sparse code (spec §5).
+
+    ``batch_inference``: when set, an encoder whose training rule acts on a whole batch and
+    whose inference rule is a learned threshold (BatchTopK) applies the training rule to each
+    batch it encodes in eval mode too, without updating any state (the authors' HMS evaluation,
+    spec §7); other encoders ignore it."""
 
     def __init__(self, config: PluginConfig | None = None, *, n_inputs: int, n_latents: int):
         nn.Module.__init__(self)
         Plugin.__init__(self, config)
         self.n_inputs = n_inputs
         self.n_latents = n_latents
+        self.batch_inference = False
 
     def encode(self, proj: torch.Tensor, b_enc: torch.Tensor, dec_norm: torch.Tensor) -> Encoding:
         """``proj`` = (x − b_dec) W_encᵀ, shape (B, n); ``dec_norm`` = ||W_dec[:, j]|| (n,)."""
