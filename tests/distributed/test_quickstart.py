@@ -1,7 +1,13 @@
 """The whole quickstart (3000 steps, evaluation) trained by ``hsae run --nproc 2`` (two gloo
-processes) and by one process: FVU, leaf recovery and sibling F1 agree within 0.02, for the
+processes) and by one process: level 1's FVU and the leaf recovery agree within 0.02, for the
 shipped TopK cascade, the same with BatchTopK at level 1, and a three-level cascade with
-stop_gradient none. Real end-to-end runs, about a minute each pair."""
+stop_gradient none. Real end-to-end runs, about a minute each pair.
+
+Sibling F1 (level 2) is not compared: level 2 of the quickstart ends in a different solution
+whenever the float summation order changes, in one process too. One process trained on the
+same batches with each batch's two halves swapped drifts from the plain run as far as two
+processes do (level-2 decoder 0.78 relative against 0.51 at step 3000, level 1 1.4e-2 against
+1.35e-2; docs/distributed.md)."""
 
 from __future__ import annotations
 
@@ -32,8 +38,7 @@ VARIANTS = {"topk": lambda tree: None, "batchtopk": batchtopk, "three_levels_non
 
 def figures(folder: Path) -> dict[str, float]:
     metrics = json.loads((folder / "metrics.json").read_text())
-    return {"fvu": metrics["levels"]["1"]["fvu"], "leaf_recovery": metrics["recovery"]["leaf_recovery"],
-            "sibling_f1": metrics["recovery"]["levels"][0]["f1"]}
+    return {"fvu": metrics["levels"]["1"]["fvu"], "leaf_recovery": metrics["recovery"]["leaf_recovery"]}
 
 
 @pytest.mark.slow
