@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 WORKERS = Path(__file__).parent / "distributed"  # the scripts the tests start
-GIVE_UP = 300  # seconds: a guard against hanging, not a measurement
+GIVE_UP = 600  # seconds: a guard against hanging (on a busy machine too), not a measurement
 
 
 def free_port() -> int:
@@ -33,9 +33,10 @@ def env(path: list[str] | None = None) -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "1000", **extra}
 
 
-def run(command: list[str], path: list[str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``command`` to its end (at most GIVE_UP seconds); with ``check``, fail on a non-zero exit."""
-    result = subprocess.run(command, env=env(path), capture_output=True, text=True, timeout=GIVE_UP)
+def run(command: list[str], path: list[str] | None = None, check: bool = True,
+        timeout: float = GIVE_UP) -> subprocess.CompletedProcess:
+    """Run ``command`` to its end (at most ``timeout`` seconds); with ``check``, fail on a non-zero exit."""
+    result = subprocess.run(command, env=env(path), capture_output=True, text=True, timeout=timeout)
     if check:
         assert result.returncode == 0, (f"{command} exited {result.returncode}:\n{result.stdout[-4000:]}\n"
                                         f"{result.stderr[-4000:]}")

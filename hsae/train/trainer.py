@@ -19,6 +19,7 @@ from typing import Callable
 
 import torch
 
+from hsae import distributed
 from hsae.cascade.cascade import Cascade, CascadeOutput
 from hsae.cascade.config import CascadeConfig
 from hsae.interfaces.data_parallel import average_, is_split, rows_split_over
@@ -26,7 +27,6 @@ from hsae.run_dir import RunDir
 from hsae.recipe.schema import TrainConfig
 from hsae.store import ActivationStore
 from hsae.store.prefetch import Prefetcher
-from hsae import distributed
 from hsae.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from hsae.train.lean_step import lean_train_step, takes_lean_step
 from hsae.train.precision import autocast

@@ -17,7 +17,9 @@ from safetensors.torch import load_file
 
 from hsae.train.checkpoint import latest_checkpoint
 
-from launch import GIVE_UP, env, run
+from launch import env, run
+
+GIVE_UP = 900  # seconds: a guard against hanging on a busy machine, not a measurement
 
 RECIPE = {
     "name": "two_processes",
@@ -62,7 +64,7 @@ def workers(root: int) -> list[int]:
 def test_kill_one_process_then_rerun_ends_bit_identical(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(RECIPE))
-    run(hsae("run", recipe, "--nproc", 2, "--out", tmp_path / "whole"))
+    run(hsae("run", recipe, "--nproc", 2, "--out", tmp_path / "whole"), timeout=GIVE_UP)
 
     with open(tmp_path / "killed.log", "w") as log:
         parent = subprocess.Popen(hsae("run", recipe, "--nproc", 2, "--out", tmp_path / "cut"), env=env(),
@@ -79,7 +81,7 @@ def test_kill_one_process_then_rerun_ends_bit_identical(tmp_path):
     cut_at = int(latest_checkpoint(tmp_path / "cut" / "checkpoints").name.split("-")[1])
     assert cut_at < RECIPE["train"]["steps"], "the run ended before the kill"
 
-    again = run(hsae("run", recipe, "--nproc", 2, "--out", tmp_path / "cut"))
+    again = run(hsae("run", recipe, "--nproc", 2, "--out", tmp_path / "cut"), timeout=GIVE_UP)
     assert "resumed from the checkpoint at step" in again.stdout
     whole = load_file(latest_checkpoint(tmp_path / "whole" / "checkpoints") / "model.safetensors")
     resumed = load_file(latest_checkpoint(tmp_path / "cut" / "checkpoints") / "model.safetensors")
