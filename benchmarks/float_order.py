@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 
 from hsae import distributed, registry
 from hsae.recipe.load import load_recipe
-from hsae.run_dir import RunDir
+from hsae.run.run_dir import RunDir
 from hsae.store import ActivationStore
 from hsae.train.trainer import Trainer
 

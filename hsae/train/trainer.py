@@ -23,7 +23,7 @@ from hsae import distributed
 from hsae.cascade.cascade import Cascade, CascadeOutput
 from hsae.cascade.config import CascadeConfig
 from hsae.interfaces.data_parallel import average_, is_split, rows_split_over
-from hsae.run_dir import RunDir
+from hsae.run.run_dir import RunDir
 from hsae.recipe.schema import TrainConfig
 from hsae.store import ActivationStore
 from hsae.store.prefetch import Prefetcher

@@ -10,7 +10,7 @@ from pydantic import Field
 from hsae.interfaces.data_parallel import batch_min, batch_rows, is_split, total_rows
 from hsae.interfaces.encoder import Encoder, Encoding
 from hsae.interfaces.plugin import PluginConfig
-from hsae.sae.sparse import Projection, SparseCode, SparseSelector, Support
+from hsae.interfaces.sparse import Projection, SparseCode, SparseSelector, Support
 
 
 class BatchTopKConfig(PluginConfig):

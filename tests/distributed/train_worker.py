@@ -11,7 +11,7 @@ import torch
 
 from hsae.cascade.config import CascadeConfig
 from hsae.recipe.schema import TrainConfig
-from hsae.run_dir import RunDir
+from hsae.run.run_dir import RunDir
 from hsae.store import ActivationStore
 from hsae import distributed
 from hsae.train.trainer import Trainer

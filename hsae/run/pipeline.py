@@ -14,13 +14,14 @@ import numpy as np
 
 from hsae import registry
 from hsae.errors import BadInput
-from hsae.evaluation import evaluate
+from hsae.extract.embeddings import store_embeddings
+from hsae.run.evaluation import evaluate
 from hsae.interfaces.dataset import ActivationSource, Progress
 from hsae.methods import build_model
 from hsae.methods.saving import load_trained, save_trained
 from hsae.recipe.load import parse_recipe
 from hsae.recipe.schema import Recipe
-from hsae.run_dir import RunDir, write_json
+from hsae.run.run_dir import RunDir, write_json
 from hsae.store import ActivationStore
 from hsae.store.layout import parts_folder
 from hsae import distributed
@@ -65,7 +66,7 @@ def image_embeddings(recipe: Recipe, store: ActivationStore, run: RunDir) -> np.
     if recipe.eval.backbone is None:
         return None
     backbone = registry.create("hsae.backbones", recipe.eval.backbone)
-    return np.asarray(backbone.store_embeddings(store, recipe, run.root))
+    return store_embeddings(backbone, store, run.root)
 
 
 def check_run_dir(run: RunDir, tree: dict, fresh: bool) -> None:

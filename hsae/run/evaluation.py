@@ -21,7 +21,7 @@ from hsae.metrics.hms import hms_by_level, semantic_vectors
 from hsae.metrics.inference_rule import alive_by_pre_activation, batch_inference, parents_by_pre_activation
 from hsae.metrics.pooling import pool_images
 from hsae.metrics.recovery import hierarchy_recovery
-from hsae.metrics.truth import load_truth
+from hsae.store.truth import load_truth
 from hsae.methods.base import HierarchyModel
 from hsae.recipe.schema import EvalConfig
 from hsae.sae.sae import SAE

@@ -14,12 +14,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from hsae.compare import SWEEP_FILE
+from hsae.run.compare import SWEEP_FILE
 from hsae.errors import BadInput
-from hsae.pipeline import Hooks, check_run_dir, prepare_store, save_and_evaluate, trainer_for
+from hsae.run.pipeline import Hooks, check_run_dir, prepare_store, save_and_evaluate, trainer_for
 from hsae.recipe.schema import SWEEP_STORES
-from hsae.recipe.variants import VariantRecipe
-from hsae.run_dir import RunDir, write_json
+from hsae.run.variants import VariantRecipe
+from hsae.run.run_dir import RunDir, write_json
 from hsae.store import ActivationStore
 from hsae.train.trainer import batch_stream, fit_together
 
