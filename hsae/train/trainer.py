@@ -19,9 +19,11 @@ from typing import Callable
 
 import torch
 
+from hsae import distributed
 from hsae.cascade.cascade import Cascade, CascadeOutput
 from hsae.cascade.config import CascadeConfig
 from hsae.interfaces.encoder import Encoder
+from hsae.interfaces.data_parallel import average_, is_split, rows_split_over
 from hsae.run.run_dir import RunDir
 from hsae.recipe.schema import TrainConfig
 from hsae.store import ActivationStore
@@ -60,15 +62,20 @@ def scheduled_values(model: torch.nn.Module, step: int, steps: int) -> dict[str,
 
 
 def step_metrics(step: int, lr: float, out: CascadeOutput, cascade: Cascade, dead_window: int) -> dict:
-    """One line of metrics.jsonl."""
+    """One line of metrics.jsonl; losses, FVU and L0 averaged over the processes of a
+    data-parallel run (each a mean over equal slices of the batch, their average is the whole
+    batch's)."""
+    figures = [out.loss.detach()] + [f for lv in out.levels for f in (lv.loss.detach(), lv.fvu, lv.l0)]
+    figures = average_(torch.stack([f.double() for f in figures])).tolist()
     levels = {}
-    for lv in out.levels:
+    for i, lv in enumerate(out.levels):
+        loss, fvu, l0 = figures[1 + 3 * i:4 + 3 * i]
         levels[str(lv.level)] = {
-            "loss": float(lv.loss.detach()), "weight": lv.weight, "fvu": float(lv.fvu), "l0": float(lv.l0),
+            "loss": loss, "weight": lv.weight, "fvu": fvu, "l0": l0,
             "dead": cascade.monitors[str(lv.level)].dead_fraction(dead_window),
             "n_inputs": lv.n_inputs, "n_active": lv.n_active,
         }
-    return {"step": step, "loss": float(out.loss.detach()), "lr": lr, "levels": levels}
+    return {"step": step, "loss": figures[0], "lr": lr, "levels": levels}
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, step: int,
@@ -77,7 +84,9 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torc
     """One optimizer step on the (scaled) batch ``x`` at the optimizer's current rates: joint loss
     (Eq. 10/25), backward, decoder-parallel gradient removal, clipping, Adam, renormalisation.
     ``scaler`` scales the loss for float16. Where ``train.memory`` picks it
-    (:func:`hsae.train.lean_step.takes_lean_step`), the lean step does the same with less memory."""
+    (:func:`hsae.train.lean_step.takes_lean_step`), the lean step does the same with less memory.
+    Inside :func:`hsae.interfaces.data_parallel.rows_split_over`, ``x`` is this process's slice
+    of the batch and the gradients are averaged over the processes after the backward."""
     if takes_lean_step(cfg, params):
         return lean_train_step(model, optimizer, x, step, cfg, params, scaler)
     optimizer.zero_grad(set_to_none=True)
@@ -86,6 +95,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torc
     if not out.loss.requires_grad:  # only frozen levels have a term at this step: nothing to update
         return out
     (out.loss if scaler is None else scaler.scale(out.loss)).backward()
+    if is_split():
+        distributed.average_gradients(params)
     if scaler is not None:
         scaler.unscale_(optimizer)
     model.after_backward()
@@ -153,6 +164,7 @@ class Trainer:
     def _resume(self, cascade: Cascade, optimizer: torch.optim.Optimizer,
                 scaler: torch.amp.GradScaler | None) -> tuple[int, float | None]:
         path = latest_checkpoint(self.run.checkpoints)
+        distributed.agree(0 if path is None else int(path.name.split("-")[1]), "the checkpoint to resume from")
         if path is None:
             self._truncate_log(0)  # lines of a run killed before its first checkpoint
             return 0, None
@@ -166,8 +178,9 @@ class Trainer:
         return ckpt.step, ckpt.extra["scale"]
 
     def _truncate_log(self, step: int) -> None:
-        """Drop metrics.jsonl lines of steps after the checkpoint (they will be logged again)."""
-        if not self.run.log.exists():
+        """Drop metrics.jsonl lines of steps after the checkpoint (they will be logged again);
+        the first process of a data-parallel run writes the log."""
+        if not distributed.is_main() or not self.run.log.exists():
             return
         kept = []
         for line in self.run.log.read_text().splitlines():
@@ -197,26 +210,31 @@ class _Member:
         self.log = None
 
     def open_log(self, stack: contextlib.ExitStack) -> None:
+        if not distributed.is_main():
+            return
         self.trainer.run.root.mkdir(parents=True, exist_ok=True)
         self.log = stack.enter_context(open(self.trainer.run.log, "a"))
 
     def step(self, x: torch.Tensor, step: int) -> dict | None:
-        """Train on the batch ``x`` (before scaling) at ``step``; the metrics logged, if any."""
+        """Train on the batch ``x`` (before scaling; this process's slice of it in a data-parallel
+        run) at ``step``; the metrics logged, if any. Only the first process writes."""
         cfg, model, optimizer = self.trainer.cfg, self.model, self.optimizer
         torch.set_rng_state(self.rng)
         factor = lr_multiplier(step, cfg.steps, cfg.warmup_steps, cfg.decay_start)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         schedule = scheduled_values(model, step, cfg.steps)
-        out = train_step(model, optimizer, x * self.scale, step, cfg, self.params, self.scaler)
         metrics = None
-        if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            metrics = step_metrics(step, cfg.lr * factor, out, model, cfg.dead_window)
-            if schedule:
-                metrics["schedule"] = schedule
+        with rows_split_over(distributed.group()):
+            out = train_step(model, optimizer, x * self.scale, step, cfg, self.params, self.scaler)
+            if step % cfg.log_every == 0 or step == cfg.steps - 1:
+                metrics = step_metrics(step, cfg.lr * factor, out, model, cfg.dead_window)
+                if schedule:
+                    metrics["schedule"] = schedule
+        if metrics is not None and self.log is not None:
             self.log.write(json.dumps(metrics) + "\n")
             self.log.flush()
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+        if distributed.is_main() and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
             extra = {"scale": self.scale, "rng": torch.get_rng_state().tolist()}
             if self.scaler is not None:
                 extra["scaler"] = self.scaler.state_dict()
@@ -233,7 +251,10 @@ def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) 
     The trainers need one store and equal :attr:`Trainer.batch_stream`. Each resumes from its
     own latest checkpoint; the pass starts at the earliest of them and a model skips the steps
     it has already made. ``callback`` sees every step of the pass, with the model's metrics when
-    there is one trainer (None otherwise). The global scale is estimated once."""
+    there is one trainer (None otherwise). The global scale is estimated once.
+
+    Launched as several processes (:mod:`hsae.distributed`), each trains on its slice of
+    every batch with gradients averaged, so all hold the same model; the first one writes."""
     if not trainers:
         raise ValueError("fit_together needs at least one trainer")
     first = trainers[0]
@@ -248,7 +269,9 @@ def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) 
         for member in members:
             member.scale = scale if member.scale is None else member.scale
     start = min(member.start for member in members)
-    batches = first.store.batches(cfg.batch_size, cfg.seed, start_step=start)
+    distributed.check_batch(cfg.batch_size)
+    batches = first.store.batches(cfg.batch_size, cfg.seed, start_step=start,
+                                  part=(distributed.rank(), distributed.world_size()))
     prefetch = max(trainer.cfg.prefetch for trainer in trainers)
     if prefetch:
         batches = Prefetcher(batches, prefetch, pin_memory=torch.device(cfg.device).type == "cuda")
