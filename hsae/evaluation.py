@@ -20,7 +20,8 @@ from hsae.metrics.health import near_duplicate_pairs
 from hsae.metrics.hms import hms_by_level, semantic_vectors
 from hsae.metrics.pooling import pool_images
 from hsae.metrics.recovery import hierarchy_recovery
-from hsae.metrics.truth import load_truth
+from hsae.errors import BadInput
+from hsae.metrics.truth import MARKED_DATASET, MARKER, MARKER_NAME, has_marked_truth, load_truth
 from hsae.methods.base import HierarchyModel
 from hsae.recipe.schema import EvalConfig
 from hsae.store import ActivationStore
@@ -139,7 +140,20 @@ def evaluate(cascade: Cascade | HierarchyModel, store: ActivationStore, scale: f
                 levels[str(report.level)]["hms"] = report.to_dict(per_parent=True)
         metrics = {"levels": levels}
         if store.has("truth") and parents:
-            truth = load_truth(store)
-            metrics["recovery"] = hierarchy_recovery(cascade.level(1).W_dec.t(), parents, truth,
-                                                     config.match_threshold).to_dict()
+            recovery, note = _recovery(cascade, parents, store, config)
+            metrics.update({"recovery": recovery} if recovery is not None else {"notes": [note]})
     return metrics, hierarchy_dict(parents, widths)
+
+
+def _recovery(cascade: Cascade | HierarchyModel, parents: list, store: ActivationStore,
+              config: EvalConfig) -> tuple[dict | None, str | None]:
+    """(recovery figures, None), or (None, a one-line note why there are none): recovery is an
+    extra of planted data, scored only against a ``truth/`` group in this project's format."""
+    if not has_marked_truth(store):
+        return None, (f"no hierarchy recovery: the truth/ group of {store.path} is not a planted hierarchy "
+                      f"of hsae's format (attribute {MARKER_NAME}={MARKER!r} on {MARKED_DATASET})")
+    try:
+        truth = load_truth(store)
+    except BadInput as exc:
+        return None, f"no hierarchy recovery: {exc}"
+    return hierarchy_recovery(cascade.level(1).W_dec.t(), parents, truth, config.match_threshold).to_dict(), None

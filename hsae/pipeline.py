@@ -9,12 +9,13 @@ from typing import Callable
 
 import numpy as np
 
-from hsae import registry
+from hsae import registry, run_lock
 from hsae.errors import BadInput
 from hsae.evaluation import evaluate
 from hsae.interfaces.dataset import ActivationSource, Progress
 from hsae.methods import build_model
 from hsae.methods.saving import load_trained, save_trained
+from hsae.recipe.difference import recipe_difference
 from hsae.recipe.load import parse_recipe
 from hsae.recipe.schema import Recipe
 from hsae.run_dir import RunDir, write_json
@@ -62,25 +63,28 @@ def image_embeddings(recipe: Recipe, store: ActivationStore, run: RunDir) -> np.
     return np.asarray(backbone.store_embeddings(store, recipe, run.root))
 
 
-def check_run_dir(run: RunDir, tree: dict, fresh: bool) -> None:
-    """Refuse to mix two recipes in one run directory; ``fresh`` starts over."""
+def check_run_dir(run: RunDir, tree: dict, fresh: bool = False, force: bool = False) -> None:
+    """Refuse to mix two recipes in one run directory, listing what differs; ``force`` resumes
+    with the new recipe anyway, ``fresh`` empties the (held) folder and starts over."""
     if fresh and run.root.exists():
-        import shutil
-
-        shutil.rmtree(run.root)
+        run_lock.clear(run.root)
     saved = run.read_recipe_tree()
     made = latest_checkpoint(run.checkpoints) is not None or run.store.exists() or parts_folder(run.store).exists()
-    if saved is not None and saved != tree and made:
-        raise BadInput(f"{run.root} holds a run of a different recipe; resume it with the same recipe, "
-                       "choose another --out, or pass --fresh to start over")
+    if saved is not None and saved != tree and made and not force:
+        changes = "\n".join(f"  {line}" for line in recipe_difference(saved, tree))
+        raise BadInput(f"{run.root} holds a run of a different recipe:\n{changes}\nresume it with the same "
+                       "recipe, pass --force to go on with this one, --fresh to start over, or choose another --out")
 
 
-def run_recipe(recipe: Recipe, tree: dict, run: RunDir, hooks: Hooks, fresh: bool = False) -> dict:
-    """Train and evaluate; returns metrics.json's content. Resumes from the last checkpoint."""
-    check_run_dir(run, tree, fresh)
-    run.write_recipe(tree)
-    store = prepare_store(recipe, run, hooks)
-    return train_and_evaluate(recipe, run, store, hooks)
+def run_recipe(recipe: Recipe, tree: dict, run: RunDir, hooks: Hooks, fresh: bool = False,
+               force: bool = False) -> dict:
+    """Train and evaluate; returns metrics.json's content. Resumes from the last checkpoint.
+    The run directory is held by this run (``hsae.run_lock``) throughout."""
+    with run_lock.holding(run.root):
+        check_run_dir(run, tree, fresh, force)
+        run.write_recipe(tree)
+        store = prepare_store(recipe, run, hooks)
+        return train_and_evaluate(recipe, run, store, hooks)
 
 
 def trainer_for(recipe: Recipe, run: RunDir, store: ActivationStore) -> Trainer:
@@ -93,9 +97,17 @@ def train_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, hook
     """Train the recipe's model on ``store``, save and evaluate it; returns metrics.json's content."""
     callback = hooks.train_progress(recipe.train.steps) if hooks.train_progress else None
     result = trainer_for(recipe, run, store).fit(callback)
-    if result.resumed_from is not None:
-        hooks.message(f"resumed from the checkpoint at step {result.resumed_from}")
+    report_training(result, hooks)
     return save_and_evaluate(recipe, run, store, result)
+
+
+def report_training(result: TrainResult, hooks: Hooks, name: str | None = None) -> None:
+    """The checkpoint training resumed from and its notes (checkpoints passed over, batches skipped)."""
+    prefix = f"{name}: " if name else ""
+    for note in result.notes:
+        hooks.message(prefix + note)
+    if result.resumed_from is not None:
+        hooks.message(f"{prefix}resumed from the checkpoint at step {result.resumed_from}")
 
 
 def save_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, result: TrainResult,

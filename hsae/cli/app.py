@@ -10,10 +10,12 @@ from typing import List, Optional
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hsae import registry
-from hsae.errors import BadInput, HsaeError
+from hsae.errors import BadInput
+from hsae.cli import guard
 from hsae.cli.tables import hierarchy_tree, plugins_table, summary_table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -70,26 +72,37 @@ def _store_callback():
 
 @app.command()
 def run(recipe: Path = RecipeArg, out: Optional[Path] = typer.Option(None, help="run directory (default runs/<name>)"),
-        set_: Optional[List[str]] = SetOpt, fresh: bool = typer.Option(False, help="discard an earlier run in --out")):
+        set_: Optional[List[str]] = SetOpt, fresh: bool = typer.Option(False, help="discard an earlier run in --out"),
+        force: bool = typer.Option(False, help="resume a run in --out with a recipe that differs from its own")):
     """Run a recipe: activations, training (resumable), evaluation, summary. A recipe with
     variants runs each into <out>/<variant>/ on shared activations, then compares them."""
     from hsae.pipeline import Hooks, run_recipe
-    from hsae.recipe.load import apply_override, check_recipe, parse_recipe, read_recipe_tree
+    from hsae.recipe.load import apply_override, parse_recipe, read_recipe_tree
     from hsae.run_dir import RunDir
 
     tree = read_recipe_tree(recipe)
     if tree.get("variants"):
-        _run_sweep(recipe, tree, set_ or [], out, fresh)
+        _run_sweep(recipe, tree, set_ or [], out, fresh, force)
         return
     for assignment in set_ or []:
         apply_override(tree, assignment)
     parsed = parse_recipe(tree, str(recipe), recipe.parent)
-    check_recipe(parsed)
+    _check(recipe, parsed)
     _resolve_store_path(tree, parsed)
     run_dir = RunDir(out or Path("runs") / parsed.name)
     hooks = Hooks(_store_callback(), _train_callback, lambda text: console.print(f"[dim]{text}[/dim]"))
-    metrics = run_recipe(parsed, tree, run_dir, hooks, fresh)
+    metrics = run_recipe(parsed, tree, run_dir, hooks, fresh, force)
     console.print(summary_table(metrics, f"{parsed.name} — {run_dir.root}"))
+
+
+def _check(path: Path, recipe, variant: str | None = None) -> None:
+    """check_recipe, its message naming the recipe file (and the variant)."""
+    from hsae.recipe.load import check_recipe
+
+    try:
+        check_recipe(recipe)
+    except BadInput as exc:
+        raise BadInput(f"{path}{f' (variant {variant})' if variant else ''}: {exc}") from None
 
 
 def _resolve_store_path(tree: dict, parsed) -> None:
@@ -98,21 +111,20 @@ def _resolve_store_path(tree: dict, parsed) -> None:
         tree.setdefault("data", {})["activations"] = str(Path(parsed.data.activations).resolve())
 
 
-def _run_sweep(recipe: Path, tree: dict, overrides: list[str], out: Optional[Path], fresh: bool) -> None:
+def _run_sweep(recipe: Path, tree: dict, overrides: list[str], out: Optional[Path], fresh: bool, force: bool) -> None:
     """Every variant into <out>/<variant>/, then the comparison table (printed and written)."""
     from hsae.compare import collect_runs, comparisons
     from hsae.pipeline import Hooks
-    from hsae.recipe.load import check_recipe
     from hsae.recipe.variants import expand_variants
     from hsae.sweep import run_sweep
 
     variants = expand_variants(tree, overrides, str(recipe), recipe.parent)
     for variant in variants:
-        check_recipe(variant.recipe)
+        _check(recipe, variant.recipe, variant.name)
         _resolve_store_path(variant.tree, variant.recipe)
     out = out or (Path("runs") / variants[0].recipe.name).parent
     run_sweep(variants, out, Hooks(_stores_callback(), _train_callback, lambda text: console.print(f"[bold]{text}[/bold]")),
-              fresh)
+              fresh, force)
     _show_comparison(comparisons(collect_runs([out])), out)
 
 
@@ -158,19 +170,19 @@ def compare(run_dirs: List[Path] = typer.Argument(..., help="finished run direct
 def validate(recipe: Path = RecipeArg, set_: Optional[List[str]] = SetOpt):
     """Check a recipe (keys, types, plugins and their options, files) without running it."""
     from hsae.methods import method_spec
-    from hsae.recipe.load import check_recipe, load_recipe, read_recipe_tree
+    from hsae.recipe.load import load_recipe, read_recipe_tree
     from hsae.recipe.variants import expand_variants
 
     tree = read_recipe_tree(recipe)
     if tree.get("variants"):
         variants = expand_variants(tree, set_ or [], str(recipe), recipe.parent)
         for variant in variants:
-            check_recipe(variant.recipe)
+            _check(recipe, variant.recipe, variant.name)
         console.print(f"[green]ok[/green] {recipe}: {len(variants)} variants: " + ", ".join(
             f"{v.name} ({method_spec(v.recipe.model.method)[0]})" for v in variants))
         return
     parsed = load_recipe(recipe, set_)
-    check_recipe(parsed)
+    _check(recipe, parsed)
     console.print(f"[green]ok[/green] {recipe}: method {method_spec(parsed.model.method)[0]}, "
                   f"{len(parsed.model.levels)} levels, "
                   f"encoders {', '.join(l.encoder['name'] for l in parsed.model.levels)}")
@@ -187,10 +199,14 @@ def plugins():
 @app.command("eval")
 def eval_(run_dir: Path = typer.Argument(..., help="a finished run directory")):
     """Recompute metrics.json and hierarchy.json for a finished run."""
+    from hsae import run_lock
     from hsae.pipeline import evaluate_run
     from hsae.run_dir import RunDir
 
-    metrics = evaluate_run(RunDir(run_dir))
+    if not run_dir.is_dir():
+        raise BadInput(f"{run_dir}: no such run directory")
+    with run_lock.holding(run_dir, "run directory"):
+        metrics = evaluate_run(RunDir(run_dir))
     console.print(summary_table(metrics, str(run_dir)))
 
 
@@ -224,20 +240,21 @@ def _interrupted() -> None:
 
 
 def main() -> None:
-    """Entry point: user errors become a one-paragraph message and exit code 2, never a traceback."""
+    """Entry point: every way a command can end becomes one message and an exit code
+    (``hsae.cli.guard``): 2 for bad input, 1 for a failure, 128 + n for signal n; never a traceback."""
+    guard.raise_on_sigterm()
     try:
         code = app(standalone_mode=False)
-    except BadInput as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
-        sys.exit(2)
-    except HsaeError as exc:
-        console.print(f"[bold red]failed:[/bold red] {exc}", highlight=False)
-        sys.exit(1)
     except (typer.Abort, KeyboardInterrupt):
         _interrupted()
     except USAGE_ERRORS as exc:
         exc.show()
         sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - the one place every error is reported
+        status, message = guard.classify(exc)
+        head, _, rest = message.partition(": ") if status in (1, 2) else ("", "", message)
+        console.print(f"[bold red]{escape(head)}:[/bold red] {escape(rest)}" if head else escape(rest), highlight=False)
+        sys.exit(status)
     # Without standalone mode, typer returns the code of an Exit instead of exiting; it turns
     # Ctrl-C into Exit(130).
     if code == 130:

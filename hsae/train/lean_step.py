@@ -32,6 +32,7 @@ from hsae.cascade.cascade import CascadeOutput
 from hsae.recipe.schema import TrainConfig
 from hsae.sae.factored import FactoredGradient, GradientFactors, factored_gradients
 from hsae.sae.sae import SAE, remove_parallel
+from hsae.train.nonfinite import skips_batch
 from hsae.train.precision import autocast
 
 LATENT_BLOCKS = 8
@@ -65,6 +66,8 @@ def lean_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
     with factored_gradients() as factors:
         with autocast(cfg):
             out = model(x, step)
+        if skips_batch(cfg, out.loss):
+            return out
         (out.loss if scaler is None else scaler.scale(out.loss)).backward()
     model.after_backward()
     update = _LeanUpdate(model, optimizer, factors, params, scaler)

@@ -14,19 +14,24 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from hsae.cascade.cascade import Cascade, CascadeOutput
+from hsae.errors import BadInput, HsaeError, Interrupted
 from hsae.cascade.config import CascadeConfig
 from hsae.run_dir import RunDir
 from hsae.recipe.schema import TrainConfig
 from hsae.store import ActivationStore
 from hsae.store.prefetch import Prefetcher
-from hsae.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from hsae.train import stop
+from hsae.train.checkpoint import resume_point, save_checkpoint
 from hsae.train.lean_step import lean_train_step, takes_lean_step
+from hsae.train.memory_budget import check_fits
+from hsae.train.nonfinite import all_finite, skips_batch
 from hsae.train.precision import autocast
 from hsae.train.schedule import lr_multiplier
 
@@ -67,6 +72,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torc
     optimizer.zero_grad(set_to_none=True)
     with autocast(cfg):
         out = model(x, step)
+    if skips_batch(cfg, out.loss):
+        return out
     (out.loss if scaler is None else scaler.scale(out.loss)).backward()
     if scaler is not None:
         scaler.unscale_(optimizer)
@@ -87,6 +94,7 @@ class TrainResult:
     cascade: Cascade
     scale: float
     resumed_from: int | None
+    notes: list[str]  # checkpoints passed over on resume, batches skipped
 
 
 def batch_stream(train: TrainConfig, normalize: bool) -> tuple:
@@ -113,6 +121,7 @@ class Trainer:
         return fit_together([self], callback)[0]
 
     def _build(self) -> tuple[Cascade, torch.optim.Optimizer]:
+        check_fits(self.model_config, self.store.width, self.cfg.batch_size, self.cfg.device)
         torch.manual_seed(self.cfg.seed)
         cascade = self.build(self.store.width)
         cascade.reset_parameters(torch.Generator().manual_seed(self.cfg.seed))
@@ -125,19 +134,26 @@ class Trainer:
         return cascade, optimizer
 
     def _resume(self, cascade: Cascade, optimizer: torch.optim.Optimizer,
-                scaler: torch.amp.GradScaler | None) -> tuple[int, float | None]:
-        path = latest_checkpoint(self.run.checkpoints)
-        if path is None:
+                scaler: torch.amp.GradScaler | None) -> tuple[int, float | None, list[str]]:
+        """(step, scale, notes) of the newest sound checkpoint, loaded into the arguments;
+        (0, None, notes) when there is none."""
+        ckpt, notes = resume_point(self.run.checkpoints)
+        if ckpt is None:
             self._truncate_log(0)  # lines of a run killed before its first checkpoint
-            return 0, None
-        ckpt = load_checkpoint(path)
-        cascade.load_state_dict(ckpt.model)
-        optimizer.load_state_dict(ckpt.optimizer)
-        torch.set_rng_state(torch.tensor(ckpt.extra["rng"], dtype=torch.uint8))
+            return 0, None, notes
+        try:
+            cascade.load_state_dict(ckpt.model)
+            optimizer.load_state_dict(ckpt.optimizer)
+            rng = torch.tensor(ckpt.extra["rng"], dtype=torch.uint8)
+            scale = float(ckpt.extra["scale"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise BadInput(f"the checkpoint of step {ckpt.step} in {self.run.checkpoints} does not fit this "
+                           f"recipe's model ({' '.join(str(exc).split())[:300]}); pass --fresh to start over") from None
+        torch.set_rng_state(rng)
         if scaler is not None and "scaler" in ckpt.extra:
             scaler.load_state_dict(ckpt.extra["scaler"])
         self._truncate_log(ckpt.step)
-        return ckpt.step, ckpt.extra["scale"]
+        return ckpt.step, scale, notes
 
     def _truncate_log(self, step: int) -> None:
         """Drop metrics.jsonl lines of steps after the checkpoint (they will be logged again)."""
@@ -165,10 +181,11 @@ class _Member:
         cfg = trainer.cfg
         self.model, self.optimizer = trainer._build()
         self.scaler = torch.amp.GradScaler(torch.device(cfg.device).type) if cfg.precision == "float16" else None
-        self.start, self.scale = trainer._resume(self.model, self.optimizer, self.scaler)
+        self.start, self.scale, self.notes = trainer._resume(self.model, self.optimizer, self.scaler)
         self.rng = torch.get_rng_state()
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.log = None
+        self.saved_at = self.start  # the step of the newest checkpoint
 
     def open_log(self, stack: contextlib.ExitStack) -> None:
         self.trainer.run.root.mkdir(parents=True, exist_ok=True)
@@ -181,19 +198,52 @@ class _Member:
         factor = lr_multiplier(step, cfg.steps, cfg.warmup_steps, cfg.decay_start)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
+        buffers = self._buffers() if cfg.nonfinite == "skip" else None
         out = train_step(model, optimizer, x * self.scale, step, cfg, self.params, self.scaler)
+        if not bool(torch.isfinite(out.loss.detach())):
+            self._nonfinite(step, out, buffers)
         metrics = None
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             metrics = step_metrics(step, cfg.lr * factor, out, model, cfg.dead_window)
             self.log.write(json.dumps(metrics) + "\n")
             self.log.flush()
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            extra = {"scale": self.scale, "rng": torch.get_rng_state().tolist()}
-            if self.scaler is not None:
-                extra["scaler"] = self.scaler.state_dict()
-            save_checkpoint(self.trainer.run.checkpoints, step + 1, model, optimizer, extra, cfg.keep_checkpoints)
+            self.save(step + 1)
         self.rng = torch.get_rng_state()
         return metrics
+
+    def _buffers(self) -> dict[str, torch.Tensor]:
+        """Copies of the model's buffers (firing counters, thresholds), which a forward pass
+        updates: a skipped batch must leave no trace."""
+        return {name: b.detach().clone() for name, b in self.model.named_buffers()}
+
+    def _nonfinite(self, step: int, out: CascadeOutput, buffers: dict[str, torch.Tensor] | None) -> None:
+        """A NaN or infinite loss at ``step``: skipped (``train.nonfinite: skip``; the forward
+        pass's buffer updates undone) or the end of the run, the last checkpoint kept."""
+        losses = ", ".join(f"level {lv.level} {float(lv.loss.detach()):g}" for lv in out.levels)
+        if buffers is not None:
+            with torch.no_grad():
+                for name, b in self.model.named_buffers():
+                    b.copy_(buffers[name])
+            self.notes.append(f"step {step}: non-finite loss ({losses}); batch skipped")
+            return
+        raise HsaeError(f"{self.trainer.run.root}: training diverged at step {step}: the loss is not finite "
+                        f"({losses}); the checkpoint of step {self.saved_at} is kept and `hsae run` resumes from "
+                        "it; lower train.lr or set train.nonfinite: skip (with --force), or start over with --fresh")
+
+    def save(self, steps_done: int) -> None:
+        """A checkpoint after ``steps_done`` steps, refused when a weight is not finite."""
+        cfg = self.trainer.cfg
+        if not all_finite(self.params):
+            raise HsaeError(f"{self.trainer.run.root}: a weight is NaN or infinite after step {steps_done - 1}; "
+                            f"the checkpoint of step {self.saved_at} is kept and `hsae run` resumes from it; lower "
+                            "train.lr (with --force) or start over with --fresh")
+        extra = {"scale": self.scale, "rng": torch.get_rng_state().tolist()}
+        if self.scaler is not None:
+            extra["scaler"] = self.scaler.state_dict()
+        save_checkpoint(self.trainer.run.checkpoints, steps_done, self.model, self.optimizer, extra,
+                        cfg.keep_checkpoints)
+        self.saved_at = steps_done
 
 
 def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) -> list[TrainResult]:
@@ -225,6 +275,7 @@ def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) 
         batches = Prefetcher(batches, prefetch, pin_memory=torch.device(cfg.device).type == "cuda")
     with contextlib.ExitStack() as stack:
         stack.enter_context(contextlib.closing(batches))
+        stack.enter_context(stop.stop_requests())
         for member in members:
             member.open_log(stack)
         for step in range(start, cfg.steps):
@@ -232,4 +283,17 @@ def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) 
             metrics = [member.step(x, step) for member in members if step >= member.start]
             if callback is not None:
                 callback(step, metrics[0] if len(members) == 1 else None)
-    return [TrainResult(member.model, member.scale, member.start or None) for member in members]
+            if stop.requested() is not None and step + 1 < cfg.steps:
+                _stop_now(members, step + 1)
+    return [TrainResult(member.model, member.scale, member.start or None, member.notes) for member in members]
+
+
+def _stop_now(members: list[_Member], steps_done: int) -> None:
+    """Checkpoint every member at the step boundary ``steps_done`` and raise ``Interrupted``."""
+    for member in members:
+        if member.saved_at != steps_done and steps_done > member.start:
+            torch.set_rng_state(member.rng)  # the member's own stream, as after its last step
+            member.save(steps_done)
+    number = stop.requested()
+    raise Interrupted(f"stopped by {signal.Signals(number).name} after step {steps_done - 1}, checkpoint saved; "
+                      "`hsae run` again resumes from the last checkpoint", number)
