@@ -18,7 +18,7 @@ from hsae.methods.saving import load_trained, save_trained
 from hsae.recipe.difference import recipe_difference
 from hsae.recipe.load import parse_recipe
 from hsae.recipe.schema import Recipe
-from hsae.run_dir import RunDir, write_json
+from hsae.run_dir import RunDir, reading, write_json
 from hsae.store import ActivationStore
 from hsae.store.layout import parts_folder
 from hsae.train.checkpoint import latest_checkpoint
@@ -120,12 +120,14 @@ def save_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, resul
 
 def evaluate_run(run: RunDir, recipe: Recipe | None = None, store: ActivationStore | None = None) -> dict:
     """(Re)compute metrics.json and hierarchy.json of a finished run."""
-    cascade, config = load_trained(run)
+    with reading(run.root):
+        cascade, config = load_trained(run)
+        scale, store_path = float(config["scale"]), Path(config["store"])
     if recipe is None:
         recipe = parse_recipe(run.read_recipe_tree() or {}, str(run.recipe))
     if store is None:
-        store = ActivationStore(Path(config["store"]))
-    metrics, hierarchy = evaluate(cascade, store, config["scale"], recipe.eval, image_embeddings(recipe, store, run))
+        store = ActivationStore(store_path)
+    metrics, hierarchy = evaluate(cascade, store, scale, recipe.eval, image_embeddings(recipe, store, run))
     metrics["recipe"] = recipe.name
     write_json(run.metrics, metrics)
     write_json(run.hierarchy, hierarchy)
@@ -135,4 +137,5 @@ def evaluate_run(run: RunDir, recipe: Recipe | None = None, store: ActivationSto
 def load_metrics(run: RunDir) -> dict:
     if not run.metrics.exists():
         raise BadInput(f"{run.root}: no metrics.json; run `hsae eval {run.root}` first")
-    return json.loads(run.metrics.read_text())
+    with reading(run.root):
+        return json.loads(run.metrics.read_text())

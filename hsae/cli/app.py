@@ -216,17 +216,22 @@ def inspect(run_dir: Path = typer.Argument(..., help="a finished run directory")
             max_parents: int = typer.Option(20, help="how many parents to show")):
     """The hierarchy as a tree: each parent, its HMS, its children."""
     from hsae.pipeline import load_metrics
-    from hsae.run_dir import RunDir
+    from hsae.run_dir import RunDir, reading
 
     run = RunDir(run_dir)
     if not run.hierarchy.exists():
         raise BadInput(f"{run_dir}: no hierarchy.json; is this a finished run?")
     metrics = load_metrics(run)
-    console.print(summary_table(metrics, str(run_dir)))
-    try:
-        console.print(hierarchy_tree(json.loads(run.hierarchy.read_text()), metrics, level, max_parents))
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
+    with reading(run.root):  # a damaged metrics.json or hierarchy.json
+        table = summary_table(metrics, str(run_dir))
+        try:
+            tree = hierarchy_tree(json.loads(run.hierarchy.read_text()), metrics, level, max_parents)
+        except ValueError as exc:
+            if isinstance(exc, json.JSONDecodeError):
+                raise
+            raise BadInput(str(exc)) from None
+    console.print(table)
+    console.print(tree)
 
 
 # A wrong command line. Recent typer releases raise the exceptions of their own copy of click,
