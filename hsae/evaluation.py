@@ -18,12 +18,14 @@ from hsae.cascade.cascade import Cascade
 from hsae.cascade.hierarchy import assign_parents, evaluating, hierarchy_dict
 from hsae.metrics.health import near_duplicate_pairs
 from hsae.metrics.hms import hms_by_level, semantic_vectors
+from hsae.metrics.inference_rule import alive_by_pre_activation, batch_inference, parents_by_pre_activation
 from hsae.metrics.pooling import pool_images
 from hsae.metrics.recovery import hierarchy_recovery
 from hsae.errors import BadInput
 from hsae.metrics.truth import MARKED_DATASET, MARKER, MARKER_NAME, has_marked_truth, load_truth
 from hsae.methods.base import HierarchyModel
 from hsae.recipe.schema import EvalConfig
+from hsae.sae.sae import SAE
 from hsae.store import ActivationStore
 
 CHUNK_ROWS = 4096
@@ -115,11 +117,24 @@ def _structure(model: Cascade | HierarchyModel, store: ActivationStore, scale: f
     if isinstance(model, Cascade):
         upper = {str(l): upper_level_figures(model, l) for l in range(2, model.depth + 1)}
         levels = range(1, model.depth + 1)
-        return (assign_parents(model), upper, [model.level(l).n_latents for l in levels],
-                [model.level(l).W_dec for l in levels])
+        parents = parents_by_pre_activation(model) if config.inference == "authors" else assign_parents(model)
+        return parents, upper, [model.level(l).n_latents for l in levels], [model.level(l).W_dec for l in levels]
     rows = _scaled_rows(store, scale, config.max_rows, model.level(1).W_dec.device)
     return (model.parents(rows), model.level_figures(rows), model.widths,
             [model.decoder(l) for l in range(1, model.depth + 1)])
+
+
+def level1_vectors(model: Cascade | HierarchyModel, store: ActivationStore, scale: float, embeddings: np.ndarray,
+                   config: EvalConfig) -> torch.Tensor:
+    """Semantic vectors of the level-1 units under the recipe's inference rule (spec §7)."""
+    authors = config.inference == "authors"
+    alive = None
+    if authors and isinstance(model.level(1), SAE):
+        alive = alive_by_pre_activation(
+            model.level(1), _scaled_rows(store, scale, config.max_rows, model.level(1).W_dec.device))
+    with batch_inference(model, authors):
+        return semantic_vectors(image_chunks(model, store, scale, embeddings, config),
+                                weighting=config.weighting, top_m=config.top_m, alive=alive)
 
 
 def evaluate(cascade: Cascade | HierarchyModel, store: ActivationStore, scale: float, config: EvalConfig,
@@ -134,8 +149,7 @@ def evaluate(cascade: Cascade | HierarchyModel, store: ActivationStore, scale: f
         for l, pi in enumerate(parents, start=2):
             levels[str(l)]["orphans"] = int((pi < 0).sum())
         if embeddings is not None and parents:
-            vectors = semantic_vectors(image_chunks(cascade, store, scale, embeddings, config),
-                                       weighting=config.weighting, top_m=config.top_m)
+            vectors = level1_vectors(cascade, store, scale, embeddings, config)
             for report in hms_by_level(vectors, parents, top_level_size=widths[-1], null_draws=config.null_draws):
                 levels[str(report.level)]["hms"] = report.to_dict(per_parent=True)
         metrics = {"levels": levels}

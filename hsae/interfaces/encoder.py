@@ -72,7 +72,12 @@ class Encoding:
 
 
 class Encoder(Plugin, nn.Module):
-    """Base of encoder plugins: maps pre-activations to a sparse code (spec §5)."""
+    """Base of encoder plugins: maps pre-activations to a sparse code (spec §5).
+
+    ``batch_inference``: when set, an encoder whose training rule acts on a whole batch and
+    whose inference rule is a learned threshold (BatchTopK) applies the training rule to each
+    batch it encodes in eval mode too, without updating any state (the authors' HMS evaluation,
+    spec §7); other encoders ignore it."""
 
     def __init__(self, config: PluginConfig | None = None, *, n_inputs: int, n_latents: int):
         nn.Module.__init__(self)
@@ -83,6 +88,7 @@ class Encoder(Plugin, nn.Module):
                            f"{n_latents} latents: {'; '.join(problems)}")
         self.n_inputs = n_inputs
         self.n_latents = n_latents
+        self.batch_inference = False
 
     @classmethod
     def size_problems(cls, config: PluginConfig, n_latents: int) -> list[str]:

@@ -7,7 +7,11 @@ children ``C`` and unit vectors ``ŝ_i``,
 
     Σ_{i<j ∈ C} cos(s_i, s_j) = (||Σ_{i∈C} ŝ_i||² − Σ_{i∈C} ||ŝ_i||²) / 2,
 
-where ``Σ ||ŝ_i||² = |C|`` unless a child has a zero vector (its cosines are taken as 0).
+where ``Σ ||ŝ_i||² = |C|``.
+
+A unit without a representation (a level-1 unit that never fires on the images; a level-l
+unit whose children have none, Eq. 32 being undefined for it) is a row of NaN: it takes part
+in no pair and is dropped from its parent's ``C(k)`` before the ``|C(k)| ≥ 2`` test (spec §7).
 """
 
 from __future__ import annotations
@@ -57,8 +61,8 @@ def _checked_chunks(
         yield acts, emb
 
 
-def _min_max_scale(chunks: ChunkSource, eps: float, widths: list[int]) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Pass 1 of Eq. 28: per-unit ``min_m a_i(m)`` and ``1 / (max − min + ε)``; also the image count."""
+def _min_max(chunks: ChunkSource, widths: list[int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Pass 1 of Eq. 28: per-unit ``min_m a_i(m)`` and ``max_m a_i(m)``; also the image count."""
     lo = hi = None
     n_images = 0
     for acts, _ in _checked_chunks(chunks, 1, widths):
@@ -70,7 +74,7 @@ def _min_max_scale(chunks: ChunkSource, eps: float, widths: list[int]) -> tuple[
         n_images += acts.shape[0]
     if lo is None or hi is None:
         raise BadInput("HMS: the chunk source yielded no images")
-    return lo, 1.0 / (hi - lo + eps), n_images
+    return lo, hi, n_images
 
 
 def _merge_top(
@@ -96,9 +100,11 @@ def _merge_top(
     return candidates.gather(1, columns), images
 
 
-def _top_images(chunks: ChunkSource, m: int, widths: list[int]) -> tuple[torch.Tensor, torch.Tensor, int]:
+def _top_images(chunks: ChunkSource, m: int, widths: list[int]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """Pass 1 of ``top_m``: per unit the stream index of its ``m`` top images, a mask of those
-    strictly above the unit's minimum (images at the minimum carry no weight), the image count."""
+    strictly above the unit's minimum (images at the minimum carry no weight), the unit's
+    maximum, the image count."""
     lo = top_values = top_images = None
     n_images = 0
     for acts, _ in _checked_chunks(chunks, 1, widths):
@@ -112,7 +118,7 @@ def _top_images(chunks: ChunkSource, m: int, widths: list[int]) -> tuple[torch.T
         n_images += acts.shape[0]
     if lo is None or top_values is None or top_images is None:
         raise BadInput("HMS: the chunk source yielded no images")
-    return top_images, top_values > lo[:, None], n_images
+    return top_images, top_values > lo[:, None], top_values.amax(dim=1), n_images
 
 
 def _indicator(acts: torch.Tensor, top_images: torch.Tensor, counted: torch.Tensor, first_image: int) -> torch.Tensor:
@@ -130,15 +136,21 @@ def semantic_vectors(
     weighting: Weighting = "all",
     top_m: int = 10,
     eps: float = 1e-8,
+    alive: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Semantic vector ``s_i ∈ R^D`` of every level-1 unit, streamed in two passes.
+    """Semantic vector ``s_i ∈ R^D`` of every alive level-1 unit, streamed in two passes (spec §7).
 
     ``chunks()`` must return a fresh iterator over the same aligned ``(acts (b, n1), emb (b, D))``
     chunks, in the same order, on each call. ``weighting="all"`` is Eq. 28-29 (40-41):
     ``ã_i(n) = (a_i(n) − min a_i) / (max a_i − min a_i + ε)``, ``s_i = Σ ã_i(n) e_n / (Σ ã_i(n) + ε)``.
     ``weighting="top_m"`` **[hsae]** is the plain mean of ``e_n`` over the ``top_m`` images with the
     largest ``a_i(n)`` (earlier image first on ties), leaving out images at the unit's minimum.
-    A unit that never varies gets the zero vector. Returns ``(n1, D)`` in the inputs' float dtype.
+
+    ``alive`` (n1,) bool says which units have a representation; by default those with
+    ``a_i(n) > 0`` on some image. A unit that is not alive gets a row of NaN (it has no
+    ``s_i``); an alive unit whose activation does not vary (``max − min ≤ ε``, or no image above
+    its minimum for ``top_m``) gets uniform weights: the mean embedding. Returns ``(n1, D)`` in
+    the inputs' float dtype.
     """
     if weighting not in WEIGHTINGS:
         raise BadInput(f"HMS: weighting must be one of {WEIGHTINGS}, got {weighting!r}")
@@ -148,30 +160,44 @@ def semantic_vectors(
         raise BadInput(f"HMS: top_m must be a positive integer, got {top_m!r}")
     widths: list[int] = []
     if weighting == "all":
-        lo, scale, n_images = _min_max_scale(chunks, eps, widths)
+        lo, hi, n_images = _min_max(chunks, widths)
+        scale = 1.0 / (hi - lo + eps)
+        constant = hi - lo <= eps
     else:
-        top_images, counted, n_images = _top_images(chunks, top_m, widths)
-    weighted_sum = weight_total = None
+        top_images, counted, hi, n_images = _top_images(chunks, top_m, widths)
+        constant = ~counted.any(dim=1)
+    if alive is None:
+        alive = hi > 0
+    elif not isinstance(alive, torch.Tensor) or alive.dtype != torch.bool or tuple(alive.shape) != (hi.shape[0],):
+        raise BadInput(f"HMS: alive must be a bool tensor of shape ({hi.shape[0]},) (one entry per unit)")
+    weighted_sum = weight_total = embedding_sum = None
     seen = 0
     for acts, emb in _checked_chunks(chunks, 2, widths):
-        if weighted_sum is None or weight_total is None:
+        if weighted_sum is None or weight_total is None or embedding_sum is None:
             weighted_sum = emb.new_zeros(acts.shape[1], emb.shape[1])
             weight_total = acts.new_zeros(acts.shape[1])
+            embedding_sum = emb.new_zeros(emb.shape[1])
         if weighting == "all":
             weights = (acts - lo).mul_(scale)
         else:
             weights = _indicator(acts, top_images, counted, seen)
         weighted_sum.addmm_(weights.T, emb)
         weight_total += weights.sum(dim=0)
+        embedding_sum += emb.sum(dim=0)
         seen += acts.shape[0]
-    if seen != n_images or weighted_sum is None or weight_total is None:
+    if seen != n_images or weighted_sum is None or weight_total is None or embedding_sum is None:
         raise BadInput(
             f"HMS: the chunk source gave {n_images} images on pass 1 and {seen} on pass 2; "
             "`chunks` must return a fresh iterator over the same images on every call"
         )
     if weighting == "all":
-        return weighted_sum / (weight_total + eps)[:, None]
-    return weighted_sum / weight_total.clamp(min=1.0)[:, None]
+        vectors = weighted_sum / (weight_total + eps)[:, None]
+    else:
+        vectors = weighted_sum / weight_total.clamp(min=1.0)[:, None]
+    alive = alive.to(vectors.device)
+    vectors[constant.to(vectors.device)] = embedding_sum / n_images
+    vectors[~alive] = torch.nan
+    return vectors
 
 
 # --------------------------------------------------------------------------- group statistics
@@ -195,18 +221,31 @@ def _parent_index(parents: IntArray, vectors: torch.Tensor, n_parents: int, what
     return index
 
 
-def _checked_vectors(vectors: torch.Tensor) -> torch.Tensor:
+def _checked_vectors(vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``vectors`` as float64 and the mask of rows that hold a representation (a row of NaN
+    holds none); any other NaN or an infinity is bad input."""
     if not isinstance(vectors, torch.Tensor) or vectors.ndim != 2:
         raise BadInput("HMS: semantic vectors must be a 2-D tensor (n_child, D)")
     vectors = vectors.to(torch.float64)
-    if not bool(torch.isfinite(vectors).all()):
-        raise BadInput("HMS: semantic vectors hold a NaN or an infinity")
-    return vectors
+    missing = torch.isnan(vectors)
+    has = ~missing.all(dim=1) if vectors.shape[1] else torch.ones(vectors.shape[0], dtype=torch.bool,
+                                                                  device=vectors.device)
+    if bool(missing[has].any()) or not bool(torch.isfinite(vectors[has]).all()):
+        raise BadInput("HMS: semantic vectors hold a NaN or an infinity outside whole NaN rows "
+                       "(a row of NaN marks a unit without a representation)")
+    return vectors, has
 
 
-def _unit_rows(vectors: torch.Tensor) -> torch.Tensor:
+def _unit_rows(vectors: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
+    """``ŝ_i = s_i / ||s_i||``; 0 for a zero vector and for a row without a representation."""
+    vectors = torch.where(has[:, None], vectors, 0.0)
     norms = vectors.norm(dim=1, keepdim=True)
     return torch.where(norms > 0, vectors / norms.clamp(min=torch.finfo(vectors.dtype).tiny), 0.0)
+
+
+def _grouped(parents: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
+    """The parent ids with the children that have no representation taken out of ``C(k)`` (−1)."""
+    return torch.where(has, parents, -1)
 
 
 def _scores(units: torch.Tensor, parents: torch.Tensor, n_parents: int) -> torch.Tensor:
@@ -225,19 +264,22 @@ def _scores(units: torch.Tensor, parents: torch.Tensor, n_parents: int) -> torch
 def parent_hms(vectors: torch.Tensor, parents: IntArray, n_parents: int) -> torch.Tensor:
     """HMS(k) for every parent k = 0..n_parents−1 (Eq. 31/44): the mean cosine over unordered
     pairs of its children; NaN where a parent has fewer than two children. float64, (n_parents,)."""
-    vectors = _checked_vectors(vectors)
-    index = _parent_index(parents, vectors, n_parents, "parents")
-    return _scores(_unit_rows(vectors), index, n_parents)
+    vectors, has = _checked_vectors(vectors)
+    index = _grouped(_parent_index(parents, vectors, n_parents, "parents"), has)
+    return _scores(_unit_rows(vectors, has), index, n_parents)
 
 
 def children_mean(vectors: torch.Tensor, parents: IntArray, n_parents: int) -> torch.Tensor:
-    """Eq. 32: ``s^l_k = mean_{i ∈ C(k)} s^{l−1}_i``; the zero vector for a parent with no children."""
-    vectors = _checked_vectors(vectors)
-    index = _parent_index(parents, vectors, n_parents, "parents")
-    has = index >= 0
-    sums = vectors.new_zeros(n_parents, vectors.shape[1]).index_add_(0, index[has], vectors[has])
-    counts = torch.bincount(index[has], minlength=n_parents).clamp(min=1)
-    return sums / counts[:, None]
+    """Eq. 32: ``s^l_k = mean_{i ∈ C(k)} s^{l−1}_i`` over the children that have a representation;
+    a row of NaN (no representation) for a parent without such children."""
+    vectors, has = _checked_vectors(vectors)
+    index = _grouped(_parent_index(parents, vectors, n_parents, "parents"), has)
+    grouped = index >= 0
+    sums = vectors.new_zeros(n_parents, vectors.shape[1]).index_add_(0, index[grouped], vectors[grouped])
+    counts = torch.bincount(index[grouped], minlength=n_parents)
+    means = sums / counts.clamp(min=1)[:, None]
+    means[counts == 0] = torch.nan
+    return means
 
 
 # --------------------------------------------------------------------------- report
@@ -254,7 +296,8 @@ class HmsReport:
     Summary statistics run over ``P`` = parents with at least two children. ``null_mean`` and
     ``null_std`` are the mean and (population) standard deviation, across ``null_draws`` random
     partitions with the same children counts, of the mean HMS over ``P``. ``per_parent`` holds
-    HMS(k) for every level-``level`` unit, NaN outside ``P``.
+    HMS(k) for every level-``level`` unit, NaN outside ``P``. Children counts leave out the
+    children without a representation (``n_unrepresented`` of those have a parent).
     """
 
     level: int
@@ -266,7 +309,7 @@ class HmsReport:
     max: float
     children_count_histogram: dict[int, int]
     n_orphans: int
-    n_zero_children: int
+    n_unrepresented: int
     null_mean: float
     null_std: float
     null_draws: int
@@ -285,7 +328,7 @@ class HmsReport:
             "max": _json_float(self.max),
             "children_count_histogram": {str(k): v for k, v in self.children_count_histogram.items()},
             "n_orphans": self.n_orphans,
-            "n_zero_children": self.n_zero_children,
+            "n_unrepresented": self.n_unrepresented,
             "null_mean": _json_float(self.null_mean),
             "null_std": _json_float(self.null_std),
             "null_draws": self.null_draws,
@@ -323,9 +366,10 @@ def hms_report(
     """HMS of the grouping ``parents`` (child → parent id, −1 = none) of ``vectors`` (Eq. 31, 44-45)."""
     if null_draws < 0:
         raise BadInput(f"HMS: null_draws must be >= 0, got {null_draws}")
-    vectors = _checked_vectors(vectors)
-    index = _parent_index(parents, vectors, n_parents, f"parents of level {level}")
-    units = _unit_rows(vectors)
+    vectors, represented = _checked_vectors(vectors)
+    given = _parent_index(parents, vectors, n_parents, f"parents of level {level}")
+    index = _grouped(given, represented)
+    units = _unit_rows(vectors, represented)
     scores = _scores(units, index, n_parents).cpu().numpy()
     has = index >= 0
     counts = torch.bincount(index[has], minlength=n_parents).cpu().numpy()
@@ -343,8 +387,8 @@ def hms_report(
         min=np.nan if empty else float(in_p.min()),
         max=np.nan if empty else float(in_p.max()),
         children_count_histogram={int(s): int(c) for s, c in zip(sizes, how_many)},
-        n_orphans=int((~has).sum()),
-        n_zero_children=int((has & (units.norm(dim=1) == 0)).sum()),
+        n_orphans=int((given < 0).sum()),
+        n_unrepresented=int(((given >= 0) & ~represented).sum()),
         null_mean=float(null.mean()) if null_defined else np.nan,
         null_std=float(null.std()) if null_defined else np.nan,
         null_draws=null_draws,
@@ -362,10 +406,11 @@ def hms_by_level(
     seed: int = 0,
 ) -> list[HmsReport]:
     """One report per level l = 2..L. ``parents[l−2]`` is π_l (length n_{l−1}); n_l is the length
-    of π_{l+1}, and ``top_level_size`` is n_L. Level-l vectors are Eq. 32's children means."""
+    of π_{l+1}, and ``top_level_size`` is n_L. Level-l vectors are Eq. 32's children means
+    (NaN rows, no representation, for units without represented children)."""
     if not parents:
         raise BadInput("HMS: need at least one parent array (π_2)")
-    vectors = _checked_vectors(level1_vectors)
+    vectors, _ = _checked_vectors(level1_vectors)
     sizes = [len(p) for p in parents[1:]] + [top_level_size]
     reports = []
     for level, (assignment, n_parents) in enumerate(zip(parents, sizes), start=2):

@@ -70,6 +70,12 @@ class EvalConfig(Section):
         None, description="hsae.backbones plugin for HMS image embeddings; null: skip HMS")
     pooling: Literal["mean", "max"] = Field("mean", description="token activations pooled per image")
     weighting: Literal["all", "top_m"] = Field("all", description="Eq. 41 weighting, or the plain top-M mean")
+    inference: Literal["threshold", "authors"] = Field(
+        "threshold", description="HMS's rule for encoders with a learned inference threshold (spec §7): 'threshold' "
+        "codes and parents by the encoders' inference rule, alive units = those firing on some image; 'authors' "
+        "the authors' eval_hms.py: BatchTopK keeps its batch budget per chunk of evaluation rows, parents by the "
+        "plain ReLU of the pre-activations above 1e-3, alive units among a row's 12 largest ReLU pre-activations "
+        "above 1e-3")
     top_m: int = Field(10, gt=0)
     null_draws: int = Field(20, gt=0)
     max_rows: int | None = Field(None, gt=0, description="evaluate on at most this many store rows")

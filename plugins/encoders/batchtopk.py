@@ -19,7 +19,8 @@ class BatchTopKConfig(PluginConfig):
 
 
 class BatchTopKEncoder(Encoder):
-    """BatchTopK SAE: keep the k·B largest ReLU(p) over the batch; at inference z = p·1[p > θ]."""
+    """BatchTopK SAE: keep the k·B largest ReLU(p) over the batch; at inference z = p·1[p > θ]
+    (or the batch rule again, per batch, with ``batch_inference``)."""
 
     Config = BatchTopKConfig
 
@@ -38,13 +39,14 @@ class BatchTopKEncoder(Encoder):
 
     def encode(self, proj: torch.Tensor, b_enc: torch.Tensor, dec_norm: torch.Tensor) -> Encoding:
         pre = proj + b_enc
-        if not self.training:
+        if not self.training and not self.batch_inference:
             z = pre * (pre > self.threshold)
             return Encoding(z, z.new_zeros(z.shape[0]))
         flat = torch.relu(pre).flatten()
         top, idx = flat.topk(self.budget(*pre.shape))
         z = torch.zeros_like(flat).scatter(0, idx, top).view_as(pre)
-        self._update_threshold(top.detach())
+        if self.training:
+            self._update_threshold(top.detach())
         return Encoding(z, z.new_zeros(z.shape[0]))
 
     def budget(self, n_rows: int, n_latents: int) -> int:

@@ -26,21 +26,27 @@ def _source(acts: torch.Tensor, emb: torch.Tensor, size: int):
 
 
 def _all_weighting_in_memory(acts: torch.Tensor, emb: torch.Tensor, eps: float) -> torch.Tensor:
-    """Eq. 28-29 on the whole matrix at once."""
+    """Eq. 28-29 on the whole matrix at once; units that never fire: NaN rows; alive units that
+    never vary: the mean embedding (spec §7)."""
     lo, hi = acts.amin(0), acts.amax(0)
     normed = (acts - lo) / (hi - lo + eps)
-    return (normed.T @ emb) / (normed.sum(0) + eps)[:, None]
+    out = (normed.T @ emb) / (normed.sum(0) + eps)[:, None]
+    out[hi - lo <= eps] = emb.mean(0)
+    out[hi <= 0] = torch.nan
+    return out
 
 
 def _top_m_brute_force(acts: np.ndarray, emb: np.ndarray, m: int) -> np.ndarray:
-    """Per unit: rank images by (−activation, stream position), keep the first m above the minimum."""
+    """Per unit: rank images by (−activation, stream position), keep the first m above the minimum;
+    NaN for a unit that never fires, the mean embedding for one with no image above its minimum."""
     out = np.zeros((acts.shape[1], emb.shape[1]))
     for unit in range(acts.shape[1]):
         column = acts[:, unit]
         order = sorted(range(len(column)), key=lambda n: (-column[n], n))[:m]
         chosen = [n for n in order if column[n] > column.min()]
-        if chosen:
-            out[unit] = emb[chosen].mean(0)
+        out[unit] = emb[chosen].mean(0) if chosen else emb.mean(0)
+        if column.max() <= 0:
+            out[unit] = np.nan
     return out
 
 
@@ -137,8 +143,9 @@ def test_hms_ignores_embedding_scale_and_affine_changes_of_an_activation(seed, s
     acts, emb = _random_case(seed, 24, 6, 4)
     parents = np.array([0, 0, 0, 1, 1, -1])
 
-    def scores(a, e):
-        vectors = semantic_vectors(_source(a, e, 5), weighting=weighting, top_m=4, eps=1e-12)
+    def scores(a, e):  # every unit alive: a shift may move a unit's maximum below 0, which would kill it
+        vectors = semantic_vectors(_source(a, e, 5), weighting=weighting, top_m=4, eps=1e-12,
+                                   alive=torch.ones(6, dtype=torch.bool))
         return parent_hms(vectors, parents, 2).numpy()
 
     base = scores(acts, emb)
@@ -158,9 +165,10 @@ def test_streamed_vectors_equal_the_in_memory_computation(seed, n_images, n1, da
     expected_all = _all_weighting_in_memory(acts, emb, 1e-8)
     expected_top = _top_m_brute_force(acts.numpy(), emb.numpy(), 3)
     for size in sorted({1, 3, 7, n_images, data.draw(st.integers(1, n_images + 2))}):
-        torch.testing.assert_close(semantic_vectors(_source(acts, emb, size)), expected_all, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(semantic_vectors(_source(acts, emb, size)), expected_all, rtol=1e-10, atol=1e-12,
+                                   equal_nan=True)
         streamed_top = semantic_vectors(_source(acts, emb, size), weighting="top_m", top_m=3).numpy()
-        np.testing.assert_allclose(streamed_top, expected_top, atol=1e-12)
+        np.testing.assert_allclose(streamed_top, expected_top, atol=1e-12, equal_nan=True)
 
 
 @settings(max_examples=40, deadline=None)
@@ -179,7 +187,7 @@ def test_top_m_equals_brute_force_with_ties_settled_by_stream_order(seed, n_imag
     streamed = semantic_vectors(
         _source(torch.from_numpy(acts), torch.from_numpy(emb), size), weighting="top_m", top_m=m
     ).numpy()
-    np.testing.assert_allclose(streamed, _top_m_brute_force(acts, emb, m), atol=1e-12)
+    np.testing.assert_allclose(streamed, _top_m_brute_force(acts, emb, m), atol=1e-12, equal_nan=True)
 
 
 class _TrackedSource:
@@ -278,18 +286,19 @@ def test_null_is_reproducible_for_a_seed():
 
 
 def test_report_fields_and_json():
-    vectors = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0], [2.0, 0.0], [5.0, 5.0]])
+    nan = float("nan")  # a unit without a representation: out of its parent's C(k)
+    vectors = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [nan, nan], [2.0, 0.0], [5.0, 5.0]])
     parents = np.array([0, 0, 0, 0, 2, -1])
     report = hms_report(vectors, parents, 4, null_draws=5)
-    expected_p0 = np.mean([np.sqrt(0.5), 0.0, 0.0, np.sqrt(0.5), 0.0, 0.0])
+    expected_p0 = np.mean([np.sqrt(0.5), 0.0, np.sqrt(0.5)])
     assert report.n_units == 4 and report.n_parents == 1
     assert report.mean == pytest.approx(expected_p0) and report.median == pytest.approx(expected_p0)
-    assert report.children_count_histogram == {0: 2, 1: 1, 4: 1}
-    assert report.n_orphans == 1 and report.n_zero_children == 1
+    assert report.children_count_histogram == {0: 2, 1: 1, 3: 1}
+    assert report.n_orphans == 1 and report.n_unrepresented == 1
     assert np.isnan(report.per_parent[[1, 2, 3]]).all()
     data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert data["per_parent"][1:] == [None, None, None]
-    assert data["children_count_histogram"] == {"0": 2, "1": 1, "4": 1}
+    assert data["children_count_histogram"] == {"0": 2, "1": 1, "3": 1}
     assert "per_parent" not in report.to_dict(per_parent=False)
 
 
@@ -311,6 +320,31 @@ def test_levels_recurse_through_children_means():
     np.testing.assert_allclose(reports[0].per_parent, _brute_force_hms(level1.numpy(), pi2, 5), atol=1e-12)
     np.testing.assert_allclose(reports[1].per_parent, _brute_force_hms(level2, pi3, 2), atol=1e-12)
     assert reports[1].n_units == 2 and reports[1].n_orphans == 1
+
+
+def test_three_levels_by_hand_with_a_dead_unit_and_a_childless_parent():
+    """Spec §7: the never-firing level-1 unit 3 and the childless level-2 unit 3 take part in no
+    pair (zero vectors would add cosine-0 pairs); the constant unit 5 gets the mean embedding."""
+    emb = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]], dtype=torch.float64)
+    acts = torch.tensor([[1.0, 2, 0, 0, 0, 1], [0, 0, 3, 0, 1, 1], [0, 2, 0, 0, 0, 1], [0, 0, 0, 0, 1, 1]],
+                        dtype=torch.float64)
+    vectors = semantic_vectors(_source(acts, emb, 3))
+    s = {0: [1.0, 0.0], 1: [1.0, 0.5], 2: [0.0, 1.0], 4: [-0.5, 0.5], 5: [0.25, 0.5]}  # by hand, Eq. 28-29
+    for unit, expected in s.items():
+        np.testing.assert_allclose(vectors[unit].numpy(), expected, atol=1e-6)
+    assert torch.isnan(vectors[3]).all()
+    pi2 = np.array([0, 0, 1, 1, 1, 2])  # level-2 unit 3 has no children
+    pi3 = np.array([0, 0, 1, 0])
+    level2, level3 = hms_by_level(vectors, [pi2, pi3], top_level_size=2, null_draws=2)
+
+    cos = lambda u, v: float(np.dot(u, v) / np.linalg.norm(u) / np.linalg.norm(v))  # noqa: E731
+    hms2 = [cos(s[0], s[1]), cos(s[2], s[4])]  # parent 1 keeps units 2 and 4: unit 3 is dropped
+    assert level2.n_parents == 2 and level2.mean == pytest.approx(np.mean(hms2), abs=1e-6)
+    assert level2.n_unrepresented == 1 and level2.children_count_histogram == {0: 1, 1: 1, 2: 2}
+    s2 = {0: np.mean([s[0], s[1]], 0), 1: np.mean([s[2], s[4]], 0)}  # Eq. 32 over represented children
+    assert level3.n_parents == 1 and level3.mean == pytest.approx(cos(s2[0], s2[1]), abs=1e-6)
+    assert level3.n_unrepresented == 1  # level-2 unit 3: no children, so no s^2, not a zero vector
+    assert level3.mean != pytest.approx(cos(s2[0], s2[1]) / 3, abs=1e-3)  # what zero vectors would give
 
 
 # --------------------------------------------------------------------------- bad input
