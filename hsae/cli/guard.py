@@ -46,12 +46,12 @@ def classify(exc: BaseException) -> tuple[int, str]:
                    f"({type(exc).__name__}: {_one_line(exc)[:300]}); lower the recipe's sizes "
                    "(model.levels[].n_latents, train.batch_size, the dataset's size)")
     if isinstance(exc, OSError):
-        where = " → ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None) or "a file"
+        where = " → ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
         reason = exc.strerror or _one_line(exc)
         if exc.errno in DISK_FULL:
-            return 1, (f"failed: {where}: {reason}; what was written before stays valid: make room and run "
-                       "the command again (`hsae run` resumes from the last checkpoint)")
-        return 2, f"error: {where}: {reason}"
+            return 1, (f"failed: {reason}{f' ({where})' if where else ''}; what was written before stays valid: "
+                       "make room and run the command again (`hsae run` resumes from the last checkpoint)")
+        return 2, f"error: {where or 'a file'}: {reason}"
     if isinstance(exc, UnicodeDecodeError):
         return 2, f"error: a file that should be text is not UTF-8 ({_one_line(exc)}); save it as UTF-8"
     detail = "".join(traceback.format_exception(exc)) if os.environ.get("HSAE_DEBUG") else ""

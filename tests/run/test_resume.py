@@ -95,9 +95,11 @@ def test_killed_training_resumes_bit_identical(tmp_path):
                             past_checkpoint(killed, first + 100), signal.SIGINT)
     assert status == 130
     said = " ".join((tmp_path / "2.txt").read_text().split())
-    assert "interrupted; `hsae run` again resumes from the last checkpoint" in said and "Traceback" not in said
+    assert "stopped by SIGINT after step" in said and "Traceback" not in said
+    assert "`hsae run` again resumes from the last checkpoint" in said
     second = checkpoint_step(killed)
     assert second < TRAIN["steps"]
+    assert second == int(said.split("stopped by SIGINT after step ")[1].split(",")[0]) + 1  # at the step boundary
 
     result = run_cli("run", recipe, "--out", killed)
     assert result.code == 0, result.output
