@@ -7,6 +7,7 @@ the same weights, metrics.jsonl and metrics.json (docs/reliability.md)."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +51,23 @@ def reference(recipe) -> Path:
     result = run_cli("run", recipe, "--out", out)
     assert result.code == 0, result.output
     return out
+
+
+@pytest.fixture(scope="module")
+def full_disk_runs(recipe) -> dict[int, tuple[Path, subprocess.CompletedProcess]]:
+    """Runs stopped by a full disk at their 2nd and 4th checkpoint (the 3rd and 7th safetensors
+    file written), by the step of their last good checkpoint; tests work on copies."""
+    runs = {}
+    for good, nth_file in ((20, 3), (60, 7)):
+        out = recipe.parent / f"full-disk-{good}"
+        runs[good] = out, with_fault("enospc-checkpoint", nth_file, "run", recipe, "--out", out)
+    return runs
+
+
+def copy_of(runs: dict, good: int, to: Path) -> tuple[Path, subprocess.CompletedProcess]:
+    folder, done = runs[good]
+    shutil.copytree(folder, to)
+    return to, done
 
 
 def with_fault(fault: str, n: int, *args) -> subprocess.CompletedProcess:
@@ -114,9 +132,8 @@ def test_a_second_run_is_refused_and_a_killed_run_does_not_block_the_next(recipe
     resume_and_compare(recipe, run, reference)  # the dead run's lock is gone with it
 
 
-def test_a_full_disk_while_writing_a_checkpoint_keeps_the_one_before(recipe, reference, tmp_path):
-    run = tmp_path / "run"
-    done = with_fault("enospc-checkpoint", 3, "run", recipe, "--out", run)  # the 2nd checkpoint's model file
+def test_a_full_disk_while_writing_a_checkpoint_keeps_the_one_before(recipe, reference, full_disk_runs, tmp_path):
+    run, done = copy_of(full_disk_runs, 20, tmp_path / "run")
     assert done.returncode == 1, said(done)
     assert "cannot write the checkpoint of step 40" in said(done) and "No space left on device" in said(done)
     assert "the checkpoint of step 20 is intact" in said(done) and "Traceback" not in said(done)
@@ -151,9 +168,8 @@ def _garbage(path: Path) -> None:
 
 @pytest.mark.parametrize("damage, file", [(_flip_a_byte, "model.safetensors"), (_truncate, "optimizer.safetensors"),
                                           (_garbage, "state.json")], ids=["flipped", "truncated", "cut-json"])
-def test_a_corrupt_checkpoint_falls_back_to_the_one_before(recipe, reference, tmp_path, damage, file):
-    run = tmp_path / "run"
-    done = with_fault("enospc-checkpoint", 7, "run", recipe, "--out", run)  # stops after the checkpoint of step 60
+def test_a_corrupt_checkpoint_falls_back_to_the_one_before(recipe, reference, full_disk_runs, tmp_path, damage, file):
+    run, done = copy_of(full_disk_runs, 60, tmp_path / "run")
     assert done.returncode == 1, said(done)
     assert checkpoints(run) == ["step-00000040", "step-00000060"]
     damage(run / "checkpoints" / "step-00000060" / file)
@@ -181,9 +197,8 @@ def test_nonfinite_skip_leaves_the_bad_batch_out(recipe, tmp_path):
     assert all(bool(t.isfinite().all()) for t in model_tensors(run).values() if t.is_floating_point())
 
 
-def test_resuming_with_a_changed_recipe_shows_the_difference(recipe, tmp_path):
-    run = tmp_path / "run"
-    assert with_fault("enospc-checkpoint", 3, "run", recipe, "--out", run).returncode == 1
+def test_resuming_with_a_changed_recipe_shows_the_difference(recipe, full_disk_runs, tmp_path):
+    run, _ = copy_of(full_disk_runs, 20, tmp_path / "run")
     refused = run_cli("run", recipe, "--out", run, "--set", "train.lr=0.002", "--set", "train.steps=120")
     assert refused.code == 2, refused.output
     assert "train.steps: 160 → 120" in refused.flat and "train.lr: (absent) → 0.002" in refused.flat
