@@ -24,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from hsae.errors import BadInput, HsaeError
+from hsae.store.writer import sync
 
 CHECKSUMS = "checksums.json"
 FILES = ("model.safetensors", "optimizer.safetensors", "state.json")
@@ -67,14 +68,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(folder: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     extra: dict, keep: int) -> Path:
     """Write ``folder/step-NNNNNNNN`` atomically and keep only the newest ``keep`` checkpoints.
@@ -92,10 +85,10 @@ def save_checkpoint(folder: Path, step: int, model: torch.nn.Module, optimizer: 
         (tmp / "state.json").write_text(json.dumps({"step": step, "optimizer": meta, "extra": extra}))
         (tmp / CHECKSUMS).write_text(json.dumps({name: _sha256(tmp / name) for name in FILES}))
         for file in tmp.iterdir():
-            _fsync(file)
+            sync(file)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        _fsync(folder)
+        sync(folder)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         kept = latest_checkpoint(folder)

@@ -21,8 +21,8 @@ from typing import Callable
 import torch
 
 from hsae.cascade.cascade import Cascade, CascadeOutput
-from hsae.errors import BadInput, HsaeError, Interrupted
 from hsae.cascade.config import CascadeConfig
+from hsae.errors import BadInput, HsaeError, Interrupted
 from hsae.run_dir import RunDir
 from hsae.recipe.schema import TrainConfig
 from hsae.store import ActivationStore
@@ -200,10 +200,13 @@ class _Member:
             group["lr"] = group["base_lr"] * factor
         buffers = self._buffers() if cfg.nonfinite == "skip" else None
         out = train_step(model, optimizer, x * self.scale, step, cfg, self.params, self.scaler)
-        if not bool(torch.isfinite(out.loss.detach())):
+        logged = step % cfg.log_every == 0 or step == cfg.steps - 1
+        # every step on the CPU; on a GPU only where the host waits anyway (a log line), as the
+        # weights are checked before every checkpoint
+        if (buffers is not None or logged or x.device.type == "cpu") and not bool(torch.isfinite(out.loss.detach())):
             self._nonfinite(step, out, buffers)
         metrics = None
-        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+        if logged:
             metrics = step_metrics(step, cfg.lr * factor, out, model, cfg.dead_window)
             self.log.write(json.dumps(metrics) + "\n")
             self.log.flush()
@@ -228,16 +231,20 @@ class _Member:
             self.notes.append(f"step {step}: non-finite loss ({losses}); batch skipped")
             return
         raise HsaeError(f"{self.trainer.run.root}: training diverged at step {step}: the loss is not finite "
-                        f"({losses}); the checkpoint of step {self.saved_at} is kept and `hsae run` resumes from "
-                        "it; lower train.lr or set train.nonfinite: skip (with --force), or start over with --fresh")
+                        f"({losses}); {self._kept()}; lower train.lr or set train.nonfinite: skip (with --force), "
+                        "or start over with --fresh")
+
+    def _kept(self) -> str:
+        if self.saved_at == 0:
+            return "there is no checkpoint yet, so `hsae run` starts over"
+        return f"the checkpoint of step {self.saved_at} is kept and `hsae run` resumes from it"
 
     def save(self, steps_done: int) -> None:
         """A checkpoint after ``steps_done`` steps, refused when a weight is not finite."""
         cfg = self.trainer.cfg
         if not all_finite(self.params):
             raise HsaeError(f"{self.trainer.run.root}: a weight is NaN or infinite after step {steps_done - 1}; "
-                            f"the checkpoint of step {self.saved_at} is kept and `hsae run` resumes from it; lower "
-                            "train.lr (with --force) or start over with --fresh")
+                            f"{self._kept()}; lower train.lr (with --force) or start over with --fresh")
         extra = {"scale": self.scale, "rng": torch.get_rng_state().tolist()}
         if self.scaler is not None:
             extra["scaler"] = self.scaler.state_dict()
