@@ -76,9 +76,9 @@ def run(recipe: Path = RecipeArg, out: Optional[Path] = typer.Option(None, help=
         force: bool = typer.Option(False, help="resume a run in --out with a recipe that differs from its own")):
     """Run a recipe: activations, training (resumable), evaluation, summary. A recipe with
     variants runs each into <out>/<variant>/ on shared activations, then compares them."""
-    from hsae.pipeline import Hooks, run_recipe
+    from hsae.run.pipeline import Hooks, run_recipe
     from hsae.recipe.load import apply_override, parse_recipe, read_recipe_tree
-    from hsae.run_dir import RunDir
+    from hsae.run.run_dir import RunDir
 
     tree = read_recipe_tree(recipe)
     if tree.get("variants"):
@@ -113,10 +113,10 @@ def _resolve_store_path(tree: dict, parsed) -> None:
 
 def _run_sweep(recipe: Path, tree: dict, overrides: list[str], out: Optional[Path], fresh: bool, force: bool) -> None:
     """Every variant into <out>/<variant>/, then the comparison table (printed and written)."""
-    from hsae.compare import collect_runs, comparisons
-    from hsae.pipeline import Hooks
-    from hsae.recipe.variants import expand_variants
-    from hsae.sweep import run_sweep
+    from hsae.run.compare import collect_runs, comparisons
+    from hsae.run.pipeline import Hooks
+    from hsae.run.variants import expand_variants
+    from hsae.run.sweep import run_sweep
 
     variants = expand_variants(tree, overrides, str(recipe), recipe.parent)
     for variant in variants:
@@ -143,8 +143,8 @@ def _stores_callback():
 
 
 def _show_comparison(tables, folder: Path) -> None:
-    from hsae.cli.comparison import comparison_tables
-    from hsae.compare import write_comparison
+    from hsae.cli.comparison_tables import comparison_tables
+    from hsae.run.compare import write_comparison
 
     for table in tables:
         for part in comparison_tables(table, console.width):
@@ -158,7 +158,7 @@ def compare(run_dirs: List[Path] = typer.Argument(..., help="finished run direct
             out: Optional[Path] = typer.Option(None, help="folder for compare.md and compare.csv "
                                                "(default: the sweep folder when one is given, else the current folder)")):
     """The runs side by side as in the paper's tables: HMS min/median/max/mean, null, |P|, FVU, L0, recovery."""
-    from hsae.compare import SWEEP_FILE, collect_runs, comparisons
+    from hsae.run.compare import SWEEP_FILE, collect_runs, comparisons
 
     tables = comparisons(collect_runs(run_dirs))
     if out is None:
@@ -171,7 +171,7 @@ def validate(recipe: Path = RecipeArg, set_: Optional[List[str]] = SetOpt):
     """Check a recipe (keys, types, plugins and their options, files) without running it."""
     from hsae.methods import method_spec
     from hsae.recipe.load import load_recipe, read_recipe_tree
-    from hsae.recipe.variants import expand_variants
+    from hsae.run.variants import expand_variants
 
     tree = read_recipe_tree(recipe)
     if tree.get("variants"):
@@ -199,9 +199,9 @@ def plugins():
 @app.command("eval")
 def eval_(run_dir: Path = typer.Argument(..., help="a finished run directory")):
     """Recompute metrics.json and hierarchy.json for a finished run."""
-    from hsae import run_lock
-    from hsae.pipeline import evaluate_run
-    from hsae.run_dir import RunDir
+    from hsae.run import lock as run_lock
+    from hsae.run.pipeline import evaluate_run
+    from hsae.run.run_dir import RunDir
 
     if not run_dir.is_dir():
         raise BadInput(f"{run_dir}: no such run directory")
@@ -215,8 +215,8 @@ def inspect(run_dir: Path = typer.Argument(..., help="a finished run directory")
             level: int = typer.Option(2, help="show the parents of this level"),
             max_parents: int = typer.Option(20, help="how many parents to show")):
     """The hierarchy as a tree: each parent, its HMS, its children."""
-    from hsae.pipeline import load_metrics
-    from hsae.run_dir import RunDir, reading
+    from hsae.run.pipeline import load_metrics
+    from hsae.run.run_dir import RunDir, reading
 
     run = RunDir(run_dir)
     if not run.hierarchy.exists():

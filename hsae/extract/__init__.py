@@ -1,4 +1,4 @@
-"""The extraction stage (a recipe's ``extract:`` section) and the helpers extractor plugins share.
+"""The extraction stage (a recipe's ``extract:`` section).
 
 ``run_extraction`` writes an activation store from an extractor plugin and an image dataset
 plugin (``docs/extraction.md``); ``check_extract_config`` validates the section without

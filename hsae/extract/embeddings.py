@@ -83,8 +83,16 @@ def compute_embeddings(backbone, store) -> np.ndarray:
     return values
 
 
+def store_embeddings(backbone, store, run_root: Path | None = None) -> np.ndarray:
+    """``(store.n_images, D)`` embeddings of the store's images: the backbone's own
+    (:meth:`hsae.interfaces.backbone.Backbone.store_embeddings`), else :func:`cached_store_embeddings`."""
+    own = backbone.store_embeddings(store)
+    return np.asarray(own) if own is not None else cached_store_embeddings(backbone, store, run_root)
+
+
 def cached_store_embeddings(backbone, store, run_root: Path | None = None) -> np.ndarray:
-    """The store's image embeddings from the cache, computing and caching them on a miss."""
+    """The store's image embeddings from the cache (beside the store, or in ``run_root`` when the
+    store's folder is read-only), computing and caching them on a miss."""
     folder = _cache_folder(store, run_root)
     path = folder / f"{cache_key(backbone, store)}.h5" if folder is not None else None
     if path is not None and path.exists():

@@ -4,28 +4,35 @@ An encoder plugin is an ``nn.Module`` built once per SAE as ``cls(config, n_inpu
 n_latents=n)``. The SAE computes the projection ``W_enc (x − b_dec)`` (Eq. 1 without the bias)
 and hands it to :meth:`Encoder.encode` with ``b_enc``; the plugin returns the sparse code.
 An encoder whose codes have a fixed number of non-zeros may also offer the fast path
-(:meth:`Encoder.sparse_selector`, ``hsae.sae.sparse``); ``encode`` stays its reference.
+(:meth:`Encoder.sparse_selector`, with the types of ``hsae.interfaces.sparse``); ``encode``
+stays its reference.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from hsae.errors import BadInput
 from hsae.interfaces.plugin import Plugin, PluginConfig
-from hsae.sae.sparse import Projection, SparseCode, SparseSelector
+from hsae.interfaces.sparse import Projection, SparseCode, SparseSelector
 
-if TYPE_CHECKING:
-    from hsae.sae.sae import SAE
+class Decoder(Protocol):
+    """What :meth:`Encoder.aux_loss` may read of the SAE it belongs to."""
+
+    W_dec: torch.Tensor
+    """(d, n) decoder, one atom per column (Eq. 2)."""
+
+    def decode_code(self, code: SparseCode) -> torch.Tensor:
+        """Σ_i v_i W_dec[:, j_i] per row of a sparse code (Eq. 2 without b_dec), (B, d)."""
 
 
 class Encoding:
     """What an encoder returns for a batch of B rows.
 
-    z: (B, n) the code; on the fast path (``hsae.sae.sparse``) it is given as ``sparse``, its
+    z: (B, n) the code; on the fast path (``hsae.interfaces.sparse``) it is given as ``sparse``, its
     non-zero entries, and the dense matrix is only built if ``z`` is read. penalty: (B,) the
     sparsity term S(z) per row, before the sparsity coefficient (zeros for structurally sparse
     encoders). extras: tensors the encoder's :meth:`Encoder.aux_loss` needs later (e.g. the
@@ -102,12 +109,12 @@ class Encoder(Plugin, nn.Module):
         raise NotImplementedError
 
     def sparse_selector(self, n_rows: int) -> SparseSelector | None:
-        """The fast path (``hsae.sae.sparse``): a selector that chooses the support of a batch of
+        """The fast path (``hsae.interfaces.sparse``): a selector that chooses the support of a batch of
         ``n_rows`` codes and finishes them; None (the default) when codes are not structurally
         sparse, and then :meth:`encode` is used."""
         return None
 
-    def aux_loss(self, enc: Encoding, x: torch.Tensor, x_hat: torch.Tensor, sae: "SAE") -> torch.Tensor | None:
+    def aux_loss(self, enc: Encoding, x: torch.Tensor, x_hat: torch.Tensor, sae: Decoder) -> torch.Tensor | None:
         """An auxiliary loss added to the level's loss (mean over rows), or None."""
         return None
 

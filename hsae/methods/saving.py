@@ -1,6 +1,6 @@
 """Saving and loading a trained model of any method in a run directory.
 
-A cascade is saved by :meth:`hsae.run_dir.RunDir.save_model` (unchanged format). A baseline
+A cascade is saved by :meth:`hsae.run.run_dir.RunDir.save_model` (unchanged format). A baseline
 writes the same two files: ``model.safetensors`` with its whole state dict and ``config.json``
 with the recipe's ``model`` section (``method`` included), ``method`` (its name) and
 ``train_steps`` (schedules such as P-annealing are built from it), plus the usual ``n_inputs``,
@@ -20,7 +20,7 @@ from hsae.cascade.cascade import Cascade
 from hsae.errors import BadInput
 from hsae.methods import build_model, method_spec
 from hsae.recipe.schema import ModelConfig
-from hsae.run_dir import RunDir, write_json
+from hsae.run.run_dir import RunDir, write_json
 
 
 def save_trained(run: RunDir, model: nn.Module, scale: float, model_section, steps: int, extra: dict) -> None:

@@ -28,7 +28,7 @@ from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score
 
 from hsae.errors import BadInput
-from hsae.metrics.truth import Truth
+from hsae.store.truth import Truth
 
 NO_PARENT = -1
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from hsae.interfaces.encoder import Encoder, Encoding
+from hsae.interfaces.sparse import SparseCode
 from hsae.sae import sparse
 from hsae.sae.init import decoder_bias
 
@@ -89,7 +90,7 @@ class SAE(nn.Module):
         if selector is None:
             centered = (x - self.b_dec).contiguous()
             return self.encoder.encode(centered @ self.W_enc.t(), self.b_enc, self.decoder_norms())
-        projection = sparse.Projection(x, self.W_enc, self.b_enc, self.b_dec)
+        projection = sparse.BatchProjection(x, self.W_enc, self.b_enc, self.b_dec)
         rows = x.shape[0] if selector.whole_batch else sparse.chunk_rows(*x.shape, self.n_latents)
         for start, pre in projection.chunks(rows):
             selector.add(start, pre)
@@ -110,6 +111,10 @@ class SAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Eq. 2."""
         return z @ self.W_dec.t() + self.b_dec
+
+    def decode_code(self, code: SparseCode) -> torch.Tensor:
+        """Eq. 2 without ``b_dec`` on a sparse code: Σ_i v_i W_dec[:, j_i] per row, (B, d)."""
+        return sparse.decode(code, self.W_dec)
 
     def reconstruct(self, enc: Encoding) -> torch.Tensor:
         """Eq. 2 from an encoding, through its sparse form when it has one."""

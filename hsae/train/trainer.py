@@ -23,7 +23,7 @@ import torch
 from hsae.cascade.cascade import Cascade, CascadeOutput
 from hsae.cascade.config import CascadeConfig
 from hsae.errors import BadInput, HsaeError, Interrupted
-from hsae.run_dir import RunDir
+from hsae.run.run_dir import RunDir
 from hsae.recipe.schema import TrainConfig
 from hsae.store import ActivationStore
 from hsae.store.prefetch import Prefetcher

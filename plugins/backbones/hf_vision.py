@@ -9,7 +9,7 @@ import torch
 from pydantic import Field, field_validator
 
 from hsae.errors import BadInput
-from hsae.extract.device import resolve_device, resolve_dtype
+from hsae.interfaces.extraction.device import resolve_device, resolve_dtype
 from hsae.interfaces.backbone import Backbone
 from hsae.interfaces.model_source import model_source_problem
 from hsae.interfaces.plugin import PluginConfig

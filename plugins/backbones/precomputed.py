@@ -45,7 +45,7 @@ class Precomputed(Backbone):
     def embed(self, images) -> Any:
         raise BadInput("the precomputed backbone reads stored embeddings; it cannot embed new images")
 
-    def store_embeddings(self, store, recipe: Any = None, run_root: Path | None = None) -> np.ndarray:
+    def store_embeddings(self, store) -> np.ndarray:
         if self.config.path is None:
             if not store.has("embeddings"):
                 raise BadInput(f"precomputed backbone: store {store.path} has no 'embeddings' dataset; set path to a side file")

@@ -8,9 +8,9 @@ import numpy as np
 
 from hsae.errors import BadInput
 from hsae.interfaces.dataset import ActivationSource, Progress
-from hsae.metrics.truth import write_truth
+from hsae.store.truth import write_truth
 from hsae.store import ActivationStore, StoreWriter
-from hsae.synthetic import HierarchyConfig, activations, build_tree, embeddings, n_blocks, sample_block
+from hsae_plugins.datasets.planted import HierarchyConfig, activations, build_tree, embeddings, n_blocks, sample_block
 
 DATASET = "synthetic_hierarchy"
 

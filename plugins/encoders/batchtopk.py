@@ -9,7 +9,7 @@ from pydantic import Field
 
 from hsae.interfaces.encoder import Encoder, Encoding
 from hsae.interfaces.plugin import PluginConfig
-from hsae.sae.sparse import Projection, SparseCode, SparseSelector, Support
+from hsae.interfaces.sparse import Projection, SparseCode, SparseSelector, Support
 
 
 class BatchTopKConfig(PluginConfig):

@@ -7,8 +7,7 @@ from pydantic import Field
 
 from hsae.interfaces.encoder import Encoder, Encoding
 from hsae.interfaces.plugin import PluginConfig
-from hsae.sae import sparse
-from hsae.sae.sparse import Projection, SparseCode, SparseSelector, Support
+from hsae.interfaces.sparse import Projection, SparseCode, SparseSelector, Support
 
 
 class TopKConfig(PluginConfig):
@@ -96,7 +95,7 @@ class TopKEncoder(Encoder):
         support = Support.from_rows(enc.extras["aux_rows"], enc.extras["aux_latents"], enc.n_rows,
                                     self.n_latents, unique=True)
         pre = enc.projection.at(support, enc.extras["aux_pre"])
-        return sparse.decode(SparseCode(support, pre), sae.W_dec)
+        return sae.decode_code(SparseCode(support, pre))
 
 
 class _TopKSelector(SparseSelector):

@@ -9,9 +9,9 @@ import transformers
 from pydantic import Field
 
 from hsae.errors import BadInput
-from hsae.extract.layout import Layout, infer_layout
+from hsae.interfaces.extraction.layout import Layout, infer_layout
 from hsae.interfaces.extractor import ExtractorConfig
-from hsae_plugins.extractors.hf_base import LANGUAGE_TEMPLATES, VISION_TOWER_TEMPLATES, TransformersExtractor
+from hsae.interfaces.extraction.transformers import LANGUAGE_TEMPLATES, VISION_TOWER_TEMPLATES, TransformersExtractor
 
 
 class HFModuleConfig(ExtractorConfig):

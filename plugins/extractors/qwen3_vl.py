@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hsae_plugins.extractors.hf_base import LANGUAGE_TEMPLATES, TransformersExtractor
+from hsae.interfaces.extraction.transformers import LANGUAGE_TEMPLATES, TransformersExtractor
 from hsae_plugins.extractors.tiny_if_missing import TinyIfMissing
 from hsae_plugins.extractors.qwen3_vl_processor import Qwen3VLImageOnlyProcessor
 

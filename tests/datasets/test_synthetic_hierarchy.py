@@ -1,4 +1,4 @@
-"""The planted-hierarchy generator (hsae.synthetic) and its dataset plugin."""
+"""The planted-hierarchy generator (hsae_plugins.datasets.planted) and its dataset plugin."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from hsae.errors import BadInput
-from hsae.metrics.truth import load_truth
+from hsae.store.truth import load_truth
 from hsae.store import ActivationStore, StoreWriter
-from hsae.synthetic import (
+from hsae_plugins.datasets.planted import (
     BLOCK_ROWS,
     HierarchyConfig,
     activations,

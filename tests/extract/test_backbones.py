@@ -9,6 +9,7 @@ import torch
 from pydantic import ValidationError
 
 from hsae.errors import BadInput
+from hsae.extract.embeddings import store_embeddings
 from hsae.store import ActivationStore, StoreWriter
 from hsae_plugins.backbones.hf_vision import HFVision
 from hsae_plugins.backbones.pixel_stats import PixelStats
@@ -114,19 +115,19 @@ def test_precomputed_reads_the_store_or_a_side_file(tmp_path):
 def test_embeddings_are_computed_once_per_image_set_and_cached(tmp_path, registered, monkeypatch):
     store = write_image_store(tmp_path / "acts.h5")
     backbone = PixelStats(PixelStats.Config(size=16))
-    first = backbone.store_embeddings(store)
+    first = store_embeddings(backbone, store)
     images = [it.image for it in SyntheticColors(SyntheticColors.Config(n_images=5, size=32))]
     np.testing.assert_array_equal(first, backbone.embed(images).numpy())
     assert len(list((tmp_path / "acts.h5.embeddings").glob("*.h5"))) == 1
 
     monkeypatch.setattr(PixelStats, "embed", lambda self, images: pytest.fail("recomputed a cached image set"))
-    np.testing.assert_array_equal(PixelStats(PixelStats.Config(size=16)).store_embeddings(store), first)
+    np.testing.assert_array_equal(store_embeddings(PixelStats(PixelStats.Config(size=16)), store), first)
     monkeypatch.undo()
-    other = PixelStats(PixelStats.Config(size=24)).store_embeddings(store)  # other options: another entry
+    other = store_embeddings(PixelStats(PixelStats.Config(size=24)), store)  # other options: another entry
     assert len(list((tmp_path / "acts.h5.embeddings").glob("*.h5"))) == 2 and not np.array_equal(other, first)
 
 
 def test_images_that_no_longer_match_the_store_are_refused(tmp_path, registered):
     store = write_image_store(tmp_path / "acts.h5", ids=["synthetic_colors/000000", "elsewhere/1", "x", "y", "z"])
     with pytest.raises(BadInput, match="image 1 of dataset 'synthetic_colors' is 'synthetic_colors/000001'"):
-        PixelStats(PixelStats.Config()).store_embeddings(store)
+        store_embeddings(PixelStats(PixelStats.Config()), store)

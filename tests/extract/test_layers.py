@@ -8,8 +8,8 @@ from pydantic import ValidationError
 from transformers.modeling_outputs import BaseModelOutput
 
 from hsae.errors import BadInput, HsaeError
-from hsae.extract.hooks import capture_output, output_tensor
-from hsae.extract.layers import parse_short_form, resolve_layer
+from hsae.interfaces.extraction.hooks import capture_output, output_tensor
+from hsae.interfaces.extraction.layers import parse_short_form, resolve_layer
 from hsae_plugins.extractors.gemma3 import Gemma3Extractor
 from hsae_plugins.extractors.llava import LlavaExtractor
 from hsae_plugins.extractors.qwen3_vl import Qwen3VLExtractor

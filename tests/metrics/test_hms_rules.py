@@ -10,7 +10,7 @@ import torch
 
 from hsae.cascade.cascade import Cascade
 from hsae.cascade.config import CascadeConfig
-from hsae.evaluation import evaluate
+from hsae.run.evaluation import evaluate
 from hsae.recipe.schema import EvalConfig
 from hsae.store import ActivationStore, StoreWriter
 
@@ -106,7 +106,7 @@ def test_the_threshold_rule_is_another_rule_on_this_fixture(fixture):
 
 
 def test_never_firing_units_have_no_representation_under_either_rule(fixture):
-    from hsae.evaluation import level1_vectors
+    from hsae.run.evaluation import level1_vectors
 
     store, embeddings, cascade = fixture
     for inference in ("threshold", "authors"):

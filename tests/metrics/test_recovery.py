@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from hsae.errors import BadInput
 from hsae.metrics.recovery import hierarchy_recovery, learned_ancestors, level_agreement, assign_atoms
-from hsae.metrics.truth import Truth
+from hsae.store.truth import Truth
 
 
 def two_families() -> Truth:

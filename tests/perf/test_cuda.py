@@ -13,7 +13,7 @@ import torch
 from hsae.cascade.cascade import Cascade
 from hsae.cascade.config import CascadeConfig
 from hsae.recipe.schema import TrainConfig
-from hsae.run_dir import RunDir
+from hsae.run.run_dir import RunDir
 from hsae.store import ActivationStore, StoreWriter
 from hsae.train.trainer import Trainer
 

@@ -15,7 +15,8 @@ from hsae.cascade.cascade import Cascade
 from hsae.cascade.config import CascadeConfig
 from hsae.sae import sparse
 from hsae.sae.sae import SAE
-from hsae.sae.sparse import Projection, SparseCode, Support
+from hsae.interfaces.sparse import SparseCode, Support
+from hsae.sae.sparse import BatchProjection
 from hsae_plugins.encoders.topk import keep_topk
 
 FAST = settings(max_examples=30, deadline=None)
@@ -77,7 +78,7 @@ def test_pre_activations_at_a_support_have_the_dense_gradients(rows, n, d, entri
     b_enc = torch.randn(n, generator=g, dtype=torch.float64).requires_grad_()
     weights = torch.randn(entries, generator=g, dtype=torch.float64)
     dense = ((x - b_dec) @ W_enc.t() + b_enc)[support.rows, support.latents]
-    fast = Projection(x - b_dec, W_enc, b_enc).at(support, dense.detach())
+    fast = BatchProjection(x - b_dec, W_enc, b_enc).at(support, dense.detach())
     assert torch.equal(fast, dense)
     for a, b in zip(grads((fast * weights).sum(), x, b_dec, W_enc, b_enc),
                     grads((dense * weights).sum(), x, b_dec, W_enc, b_enc)):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from sweepkit import ROOT, hsae
 from hsae.recipe.load import read_recipe_tree
-from hsae.recipe.variants import expand_variants
+from hsae.run.variants import expand_variants
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

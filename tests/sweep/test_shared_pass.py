@@ -15,12 +15,12 @@ from safetensors.torch import load_file
 import hsae.train.trainer as trainer_module
 from hsae.cascade.cascade import Cascade
 from hsae.cascade.config import CascadeConfig
-from hsae.pipeline import Hooks
+from hsae.run.pipeline import Hooks
 from hsae.recipe.schema import TrainConfig
-from hsae.recipe.variants import expand_variants
-from hsae.run_dir import RunDir
+from hsae.run.variants import expand_variants
+from hsae.run.run_dir import RunDir
 from hsae.store import ActivationStore, StoreWriter
-from hsae.sweep import run_sweep, shared_pass_groups
+from hsae.run.sweep import run_sweep, shared_pass_groups
 from hsae.train.trainer import Trainer, fit_together
 
 STEPS = 60

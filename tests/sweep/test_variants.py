@@ -9,7 +9,7 @@ import pytest
 from sweepkit import TINY_SWEEP, hsae, write_yaml
 from hsae.errors import BadInput
 from hsae.recipe.load import parse_recipe
-from hsae.recipe.variants import expand_variants
+from hsae.run.variants import expand_variants
 
 
 def _tree(**changes) -> dict:

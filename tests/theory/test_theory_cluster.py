@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hsae.errors import BadInput
-from hsae.theory.cluster_coding import (
+from appendix_b.cluster_coding import (
     construct_cluster_encoder,
     prototype_gap,
     sample_clustered_atoms,

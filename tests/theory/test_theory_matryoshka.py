@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hsae.errors import BadInput
-from hsae.theory.matryoshka_surrogate import (
+from appendix_b.matryoshka_surrogate import (
     affected_prefixes,
     amplification_chain,
     local_matryoshka_error,
@@ -19,9 +19,9 @@ from hsae.theory.matryoshka_surrogate import (
     repair_space,
     total_prefix_mismatch,
 )
-from hsae.theory.prefix_reuse import prefix_reuse_counts
-from hsae.theory.projectors import line_projector_distance_sq
-from hsae.theory.random_configs import random_orthonormal, random_prefix_surrogate, random_unit_vectors
+from appendix_b.prefix_reuse import prefix_reuse_counts
+from appendix_b.projectors import line_projector_distance_sq
+from appendix_b.random_configs import random_orthonormal, random_prefix_surrogate, random_unit_vectors
 
 SETTINGS = settings(max_examples=60, deadline=None)
 TOL = 1e-8

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hsae.errors import BadInput
-from hsae.theory.prefix_reuse import first_containing_prefix, prefix_reuse_count, prefix_reuse_counts
+from appendix_b.prefix_reuse import first_containing_prefix, prefix_reuse_count, prefix_reuse_counts
 
 prefix_sizes = st.lists(st.integers(1, 60), min_size=1, max_size=8, unique=True).map(sorted)
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hsae.errors import BadInput
-from hsae.theory.projectors import line_projector_distance_sq, orthonormal_basis, projector, projector_distance_sq
+from appendix_b.projectors import line_projector_distance_sq, orthonormal_basis, projector, projector_distance_sq
 
 SETTINGS = settings(max_examples=80, deadline=None)
 

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hsae.errors import BadInput
-from hsae.theory.random_configs import random_orthonormal
-from hsae.theory.sparse_packing import (
+from appendix_b.random_configs import random_orthonormal
+from appendix_b.sparse_packing import (
     greedy_packing,
     log_binomial,
     log_sparse_packing_lower,
@@ -18,7 +18,7 @@ from hsae.theory.sparse_packing import (
     random_sparse_points,
     sparse_lattice_candidates,
 )
-from hsae.theory.stacked_bottleneck import (
+from appendix_b.stacked_bottleneck import (
     bottleneck_separation,
     capacity_condition,
     capacity_gap,

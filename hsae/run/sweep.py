@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hsae.compare import SWEEP_FILE
+from hsae.run.compare import SWEEP_FILE
 from hsae.errors import BadInput
-from hsae import run_lock
-from hsae.pipeline import Hooks, check_run_dir, prepare_store, report_training, save_and_evaluate, trainer_for
+from hsae.run import lock as run_lock
+from hsae.run.pipeline import Hooks, check_run_dir, prepare_store, report_training, save_and_evaluate, trainer_for
 from hsae.recipe.schema import SWEEP_STORES
-from hsae.recipe.variants import VariantRecipe
-from hsae.run_dir import RunDir, write_json
+from hsae.run.variants import VariantRecipe
+from hsae.run.run_dir import RunDir, write_json
 from hsae.store import ActivationStore
 from hsae.train.trainer import batch_stream, fit_together
 
@@ -39,7 +39,7 @@ def shared_pass_groups(variants: list[VariantRecipe]) -> list[list[int]]:
 def run_sweep(variants: list[VariantRecipe], out: Path, hooks: Hooks, fresh: bool = False,
               force: bool = False) -> list[RunDir]:
     """Train and evaluate every variant; returns their run directories in recipe order. The
-    sweep's folder is held by this run (``hsae.run_lock``) throughout."""
+    sweep's folder is held by this run (``hsae.run.lock``) throughout."""
     if not variants:
         raise BadInput("the recipe lists no variants")
     with run_lock.holding(out):

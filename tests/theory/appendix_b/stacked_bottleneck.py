@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from hsae.errors import BadInput
-from hsae.theory.sparse_packing import log_sparse_packing_lower, log_sparse_packing_upper
+from appendix_b.sparse_packing import log_sparse_packing_lower, log_sparse_packing_upper
 
 
 def code_distance_lower_bound(input_distance, eta: float, lipschitz: float):

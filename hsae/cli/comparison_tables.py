@@ -1,11 +1,11 @@
-"""Rich rendering of ``hsae compare``'s tables (hsae.compare)."""
+"""Rich rendering of ``hsae compare``'s tables (hsae.run.compare)."""
 
 from __future__ import annotations
 
 from rich import box
 from rich.table import Table
 
-from hsae.compare import Comparison, cell
+from hsae.run.compare import Comparison, cell
 
 PADDING = 3  # characters rich adds to each column: cell padding and the space between columns
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hsae.errors import BadInput
-from hsae.run_dir import RunDir
+from hsae.run.run_dir import RunDir
 
 SWEEP_FILE = "sweep.json"
 

@@ -9,16 +9,18 @@ from typing import Callable
 
 import numpy as np
 
-from hsae import registry, run_lock
+from hsae import registry
 from hsae.errors import BadInput
-from hsae.evaluation import evaluate
+from hsae.extract.embeddings import store_embeddings
 from hsae.interfaces.dataset import ActivationSource, Progress
 from hsae.methods import build_model
 from hsae.methods.saving import load_trained, save_trained
 from hsae.recipe.difference import recipe_difference
 from hsae.recipe.load import parse_recipe
 from hsae.recipe.schema import Recipe
-from hsae.run_dir import RunDir, reading, write_json
+from hsae.run import lock as run_lock
+from hsae.run.evaluation import evaluate
+from hsae.run.run_dir import RunDir, reading, write_json
 from hsae.store import ActivationStore
 from hsae.store.layout import parts_folder
 from hsae.train.checkpoint import latest_checkpoint
@@ -60,7 +62,7 @@ def image_embeddings(recipe: Recipe, store: ActivationStore, run: RunDir) -> np.
     if recipe.eval.backbone is None:
         return None
     backbone = registry.create("hsae.backbones", recipe.eval.backbone)
-    return np.asarray(backbone.store_embeddings(store, recipe, run.root))
+    return store_embeddings(backbone, store, run.root)
 
 
 def check_run_dir(run: RunDir, tree: dict, fresh: bool = False, force: bool = False) -> None:
@@ -79,7 +81,7 @@ def check_run_dir(run: RunDir, tree: dict, fresh: bool = False, force: bool = Fa
 def run_recipe(recipe: Recipe, tree: dict, run: RunDir, hooks: Hooks, fresh: bool = False,
                force: bool = False) -> dict:
     """Train and evaluate; returns metrics.json's content. Resumes from the last checkpoint.
-    The run directory is held by this run (``hsae.run_lock``) throughout."""
+    The run directory is held by this run (``hsae.run.lock``) throughout."""
     with run_lock.holding(run.root):
         check_run_dir(run, tree, fresh, force)
         run.write_recipe(tree)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from hsae.errors import BadInput
-from hsae.theory.matryoshka_surrogate import PrefixSurrogate, make_prefix_surrogate
-from hsae.theory.prefix_reuse import validate_prefix_sizes
+from appendix_b.matryoshka_surrogate import PrefixSurrogate, make_prefix_surrogate
+from appendix_b.prefix_reuse import validate_prefix_sizes
 
 
 def random_orthonormal(rng: np.random.Generator, dim: int, count: int) -> np.ndarray:

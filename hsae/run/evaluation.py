@@ -22,7 +22,7 @@ from hsae.metrics.inference_rule import alive_by_pre_activation, batch_inference
 from hsae.metrics.pooling import pool_images
 from hsae.metrics.recovery import hierarchy_recovery
 from hsae.errors import BadInput
-from hsae.metrics.truth import MARKED_DATASET, MARKER, MARKER_NAME, has_marked_truth, load_truth
+from hsae.store.truth import MARKED_DATASET, MARKER, MARKER_NAME, has_marked_truth, load_truth
 from hsae.methods.base import HierarchyModel
 from hsae.recipe.schema import EvalConfig
 from hsae.sae.sae import SAE

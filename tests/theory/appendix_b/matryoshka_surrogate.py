@@ -23,8 +23,8 @@ from typing import NamedTuple
 import numpy as np
 
 from hsae.errors import BadInput
-from hsae.theory.prefix_reuse import prefix_reuse_counts, validate_prefix_sizes
-from hsae.theory.projectors import line_projector_distance_sq, orthonormal_basis, projector_distance_sq
+from appendix_b.prefix_reuse import prefix_reuse_counts, validate_prefix_sizes
+from appendix_b.projectors import line_projector_distance_sq, orthonormal_basis, projector_distance_sq
 
 ORTHONORMALITY_TOLERANCE = 1e-8
 """Largest entry of ``DᵀD − I`` (and of ``Sᵀe_q``) accepted as numerically zero."""

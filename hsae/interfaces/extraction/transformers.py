@@ -1,7 +1,7 @@
 """Shared machinery of the transformers extractors: load, prompt, hook, split per image.
 
 A subclass names the module-path templates of its family's vision and language layers, the
-layout each kind of layer produces (``hsae.extract.layout``), and whether vision layers
+layout each kind of layer produces (``hsae.interfaces.extraction.layout``), and whether vision layers
 start with a class token. Everything else (``from_pretrained`` from a directory or a hub
 id, the chat template, ``torch.inference_mode``, stopping the pass at the hooked layer) is
 here.
@@ -18,10 +18,10 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from hsae.errors import BadInput
-from hsae.extract.device import resolve_device, resolve_dtype
-from hsae.extract.hooks import capture_output
-from hsae.extract.layers import ResolvedLayer, resolve_layer
-from hsae.extract.layout import Layout, infer_layout, split_flattened, split_per_image, split_sequence
+from hsae.interfaces.extraction.device import resolve_device, resolve_dtype
+from hsae.interfaces.extraction.hooks import capture_output
+from hsae.interfaces.extraction.layers import ResolvedLayer, resolve_layer
+from hsae.interfaces.extraction.layout import Layout, infer_layout, split_flattened, split_per_image, split_sequence
 from hsae.interfaces.extractor import Extractor
 
 VISION_TOWER_TEMPLATES = (

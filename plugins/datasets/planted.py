@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from hsae.interfaces.plugin import PluginConfig
-from hsae.metrics.truth import Truth
+from hsae.store.truth import Truth
 
 BLOCK_ROWS = 2048
 _TREE, _EVENTS, _ACTIVATION_NOISE, _EMBEDDING_NOISE = range(4)
