@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from hsae.errors import PluginError
 from hsae.interfaces.plugin import Plugin, describe
 
-GROUPS = ("hsae.encoders", "hsae.extractors", "hsae.datasets", "hsae.backbones", "hsae.judges")
+GROUPS = ("hsae.encoders", "hsae.extractors", "hsae.datasets", "hsae.backbones", "hsae.judges", "hsae.labellers")
 
 
 @dataclass(frozen=True)

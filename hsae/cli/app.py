@@ -9,26 +9,19 @@ from typing import List, Optional
 
 import click
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from hsae import registry
-from hsae.errors import BadInput
-from hsae.cli import guard
+from hsae.cli import guard, interventions
+from hsae.cli.bars import bar_callback, console, progress_bar
 from hsae.cli.tables import hierarchy_tree, plugins_table, summary_table
+from hsae.errors import BadInput
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Hierarchical (cascaded) sparse autoencoders: train, evaluate and inspect.")
-console = Console(soft_wrap=True)  # messages keep paths on one line (no hard wrapping)
 
 RecipeArg = typer.Argument(..., help="recipe YAML file", show_default=False)
 SetOpt = typer.Option(None, "--set", help="override a recipe key, e.g. --set train.lr=3e-4 (repeatable)")
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=12), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("{task.fields[figures]}"), console=console, transient=False)
 
 
 def _train_callback(total: int):
@@ -39,7 +32,7 @@ def _train_callback(total: int):
     def on_step(step: int, metrics: dict | None) -> None:
         nonlocal bar, task
         if bar is None:
-            bar = _progress()
+            bar = progress_bar()
             task = bar.add_task("train", total=total, completed=step, figures="")
             bar.start()
         if metrics is not None:
@@ -55,19 +48,7 @@ def _train_callback(total: int):
 
 def _store_callback():
     """A live bar for writing the activation store; closed when the last row is written."""
-    bar, task = None, None
-
-    def on_progress(done: int, total: int) -> None:
-        nonlocal bar, task
-        if bar is None:
-            bar = _progress()
-            task = bar.add_task("activations", total=total, figures="")
-            bar.start()
-        bar.update(task, completed=done, total=total)
-        if done >= total:
-            bar.stop()
-
-    return on_progress
+    return bar_callback("activations")
 
 
 @app.command()
@@ -93,6 +74,8 @@ def run(recipe: Path = RecipeArg, out: Optional[Path] = typer.Option(None, help=
     hooks = Hooks(_store_callback(), _train_callback, lambda text: console.print(f"[dim]{text}[/dim]"))
     metrics = run_recipe(parsed, tree, run_dir, hooks, fresh, force)
     console.print(summary_table(metrics, f"{parsed.name} — {run_dir.root}"))
+    if parsed.steer is not None:
+        interventions.run_steer(run_dir.root, parsed.steer)
 
 
 def _check(path: Path, recipe, variant: str | None = None) -> None:
@@ -197,8 +180,16 @@ def plugins():
 
 
 @app.command("eval")
-def eval_(run_dir: Path = typer.Argument(..., help="a finished run directory")):
-    """Recompute metrics.json and hierarchy.json for a finished run."""
+def eval_(run_dir: Path = typer.Argument(..., help="a finished run directory"),
+          spliced: bool = typer.Option(False, "--spliced", help="instead: write the level-1 SAE back into the model and "
+                                       "measure the next-token loss (CE, loss recovered, KL) on held-out images"),
+          images: int = typer.Option(32, help="--spliced: held-out images"),
+          continuation: int = typer.Option(16, help="--spliced: greedy tokens of the clean model appended and scored"),
+          write_back: str = typer.Option("reconstruction", help="--spliced: reconstruction or error_preserving"),
+          code: str = typer.Option("encoder", help="--spliced: the SAE's encoder, or relu (the dense ReLU code)"),
+          option: Optional[List[str]] = typer.Option(None, help="--spliced: KEY=VALUE, e.g. images='{name: coco, "
+                                                     "split: test, ...}' or extractor='{device: cuda}'")):
+    """Recompute metrics.json and hierarchy.json for a finished run (or, with --spliced, the spliced evaluation)."""
     from hsae.run import lock as run_lock
     from hsae.run.pipeline import evaluate_run
     from hsae.run.run_dir import RunDir
@@ -206,6 +197,11 @@ def eval_(run_dir: Path = typer.Argument(..., help="a finished run directory")):
     if not run_dir.is_dir():
         raise BadInput(f"{run_dir}: no such run directory")
     with run_lock.holding(run_dir, "run directory"):
+        if spliced:
+            from hsae.cli.interventions import parse_options, spliced_eval
+
+            spliced_eval(run_dir, images, continuation, write_back, code, parse_options(option or []))
+            return
         metrics = evaluate_run(RunDir(run_dir))
     console.print(summary_table(metrics, str(run_dir)))
 
@@ -214,7 +210,8 @@ def eval_(run_dir: Path = typer.Argument(..., help="a finished run directory")):
 def inspect(run_dir: Path = typer.Argument(..., help="a finished run directory"),
             level: int = typer.Option(2, help="show the parents of this level"),
             max_parents: int = typer.Option(20, help="how many parents to show")):
-    """The hierarchy as a tree: each parent, its HMS, its children."""
+    """The hierarchy as a tree: each parent, its HMS, its children, and their labels (hsae label)."""
+    from hsae.concepts.labels import read_labels
     from hsae.run.pipeline import load_metrics
     from hsae.run.run_dir import RunDir, reading
 
@@ -222,16 +219,21 @@ def inspect(run_dir: Path = typer.Argument(..., help="a finished run directory")
     if not run.hierarchy.exists():
         raise BadInput(f"{run_dir}: no hierarchy.json; is this a finished run?")
     metrics = load_metrics(run)
+    labels = read_labels(run_dir)
     with reading(run.root):  # a damaged metrics.json or hierarchy.json
         table = summary_table(metrics, str(run_dir))
         try:
-            tree = hierarchy_tree(json.loads(run.hierarchy.read_text()), metrics, level, max_parents)
+            tree = hierarchy_tree(json.loads(run.hierarchy.read_text()), metrics, level, max_parents, labels)
         except ValueError as exc:
             if isinstance(exc, json.JSONDecodeError):
                 raise
             raise BadInput(str(exc)) from None
     console.print(table)
     console.print(tree)
+
+
+for _command in (interventions.steer, interventions.judge, interventions.label):
+    app.command()(_command)
 
 
 # A wrong command line. Recent typer releases raise the exceptions of their own copy of click,

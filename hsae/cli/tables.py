@@ -56,8 +56,17 @@ def summary_table(metrics: dict, title: str = "summary") -> Table:
     return table
 
 
-def hierarchy_tree(hierarchy: dict, metrics: dict | None, level: int, max_parents: int) -> Tree:
-    """Level-``level`` parents (best HMS first), each with its HMS and its children."""
+def _named(level: int, index: int, labels: dict[str, dict]) -> str:
+    """``index``, followed by its label (labels.json) when it has one."""
+    label = labels.get(f"{level}:{index}", {}).get("label")
+    return f"{index} ({label})" if label else str(index)
+
+
+def hierarchy_tree(hierarchy: dict, metrics: dict | None, level: int, max_parents: int,
+                   labels: dict[str, dict] | None = None) -> Tree:
+    """Level-``level`` parents (best HMS first), each with its HMS, its label and its children
+    (with theirs); ``labels`` by unit name ("level:index") as in labels.json."""
+    labels = labels or {}
     entry = next((e for e in hierarchy["levels"] if e["level"] == level), None)
     if entry is None:
         raise ValueError(f"no level {level} in this hierarchy (levels 2..{len(hierarchy['widths'])})")
@@ -71,8 +80,8 @@ def hierarchy_tree(hierarchy: dict, metrics: dict | None, level: int, max_parent
     root = Tree(f"level {level}: {len(children)} latents with children, {entry['orphans']} orphan atoms")
     for k in sorted(children, key=key)[:max_parents]:
         hms = f"HMS {_fmt(scores[k])}" if scores and scores[k] is not None else "HMS –"
-        node = root.add(f"[bold]latent {k}[/bold]  {hms}  ({len(children[k])} children)")
-        node.add(", ".join(str(c) for c in children[k][:40]) + (" …" if len(children[k]) > 40 else ""))
+        node = root.add(f"[bold]latent {_named(level, k, labels)}[/bold]  {hms}  ({len(children[k])} children)")
+        node.add(", ".join(_named(level - 1, c, labels) for c in children[k][:40]) + (" …" if len(children[k]) > 40 else ""))
     return root
 
 

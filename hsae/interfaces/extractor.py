@@ -4,12 +4,17 @@ An extractor loads a model once (:meth:`Extractor.load`), hooks one module, and 
 batch of images (each shown with the prompt) into one ``(n_tokens_i, d)`` tensor per image:
 the hooked module's output at the tokens the ``tokens`` option keeps. The extraction stage
 (``hsae.extract``) writes those rows to an activation store.
+
+Steering and spliced evaluation (``hsae.intervene``, ``hsae.steer``) also run the whole model
+with a hook on that module: they ask for :attr:`Extractor.target_module`, greedy captions
+(:meth:`Extractor.generate`) and next-token logits (:meth:`Extractor.token_logits`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -60,6 +65,17 @@ class ExtractorConfig(PluginConfig):
         return False
 
 
+@dataclass
+class TokenLogits:
+    """Next-token predictions over a batch of prompts: ``logits`` (B, T, V) at every position but
+    the last, ``targets`` (B, T) the token that follows each position, and ``mask`` (B, T) the
+    positions that are scored (text tokens, not padding, not image placeholders)."""
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+    mask: torch.Tensor
+
+
 class Extractor(Plugin):
     """Base of extractor plugins: a model, a hooked module, per-image token activations."""
 
@@ -85,6 +101,21 @@ class Extractor(Plugin):
 
     def activations(self, images: Sequence[Any]) -> list[torch.Tensor]:
         """One ``(n_tokens_i, d)`` tensor per image (PIL RGB) of one batch, on the CPU."""
+        raise NotImplementedError
+
+    @property
+    def target_module(self) -> torch.nn.Module:
+        """The hooked module itself (after :meth:`load`), for hooks that write back."""
+        raise NotImplementedError
+
+    def generate(self, images: Sequence[Any], prompt: str | Sequence[str], max_new_tokens: int) -> list[str]:
+        """One greedy answer per image (the image shown with ``prompt``, or with ``prompt[i]``),
+        the new text only."""
+        raise NotImplementedError
+
+    def token_logits(self, images: Sequence[Any], prompt: str, answers: Sequence[str] | None = None) -> TokenLogits:
+        """Next-token logits on each image shown with ``prompt`` and, when given, followed by
+        the assistant's ``answers[i]`` (teacher forcing)."""
         raise NotImplementedError
 
     def iter_activations(self, items: Iterable[ImageItem]) -> Iterator[tuple[list[ImageItem], list[torch.Tensor]]]:

@@ -134,6 +134,10 @@ def check_recipe(recipe: Recipe) -> None:
                            + "; ".join(problems))
     plugin_sections = [("data.dataset", "hsae.datasets", recipe.data.dataset),
                        ("eval.backbone", "hsae.backbones", recipe.eval.backbone)]
+    if recipe.steer is not None:
+        plugin_sections += [("steer.judge", "hsae.judges", recipe.steer.judge),
+                            ("steer.labeller", "hsae.labellers", recipe.steer.labeller),
+                            ("steer.images", "hsae.datasets", recipe.steer.images)]
     for where, group, spec in plugin_sections:
         if spec is not None:
             options = dict(spec)

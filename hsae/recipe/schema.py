@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hsae.cascade.config import CascadeConfig
+from hsae.steer.config import SteerConfig
 
 
 class Section(BaseModel):
@@ -123,6 +124,7 @@ class Recipe(Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     variants: list[Variant] = Field(default_factory=list, description="a sweep: one run per variant")
+    steer: SteerConfig | None = Field(None, description="steering after training (docs/steering.md); needs an extract section")
 
     @model_validator(mode="after")
     def _has_data(self) -> "Recipe":
@@ -131,6 +133,14 @@ class Recipe(Section):
             raise ValueError(
                 "give exactly one source of activations: data.dataset (a plugin), data.activations "
                 "(a store path) or an extract section")
+        return self
+
+    @model_validator(mode="after")
+    def _steer_needs_a_model(self) -> "Recipe":
+        if self.steer is not None and self.extract is None:
+            raise ValueError("a steer section needs an extract section: steering runs the model the activations came from")
+        if self.steer is not None and self.variants:
+            raise ValueError("a steer section steers one run; run `hsae steer` on each variant's folder instead")
         return self
 
     @model_validator(mode="after")

@@ -88,7 +88,8 @@ def _build_qwen3_vl(vision_layers: int, text_layers: int):
     from hsae_plugins.extractors.qwen3_vl_processor import Qwen3VLImageOnlyProcessor
 
     vocab = {"<|endoftext|>": 0}
-    vocab.update({c: i + 1 for i, c in enumerate(ByteLevel.alphabet())})
+    # alphabet() comes from a set, in an order that changes from process to process
+    vocab.update({c: i + 1 for i, c in enumerate(sorted(ByteLevel.alphabet()))})
     tokenizer = Qwen2Tokenizer(
         vocab=vocab,
         merges=[],

@@ -1,28 +1,10 @@
-"""Tiny offline models of each family, built once per test session, and small test images."""
+"""Small test images and the image plugins registered as an installed distribution would be
+(the tiny offline models are built by ``tiny_model_dir`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 from PIL import Image
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-from hsae_plugins.extractors import tiny_models  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    """``tiny_model_dir(family)`` → a saved tiny model directory (built on first use)."""
-    built: dict[str, object] = {}
-
-    def get(family: str):
-        if family not in built:
-            built[family] = tiny_models.build(family, tmp_path_factory.mktemp(f"tiny_{family}"))
-        return built[family]
-
-    return get
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,6 +141,12 @@ KILLABLE = textwrap.dedent(
 )
 
 
+def reported(report: Path) -> int:
+    """The child's last count; read once, since the child truncates and rewrites the file."""
+    text = report.read_text() if report.exists() else ""
+    return int(text) if text.strip() else 0
+
+
 def test_kill_9_then_rerun_gives_the_uninterrupted_store(tiny_model_dir, registered, tmp_path):
     spec = section(tiny_model_dir("qwen3_vl"), layer="language.1", n_images=30, chunk_images=1,
                    extractor={"batch_size": 3, "tokens": "all"})
@@ -149,7 +156,7 @@ def test_kill_9_then_rerun_gives_the_uninterrupted_store(tiny_model_dir, registe
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(registered), *sys.path])}
     child = subprocess.Popen([sys.executable, "-c", KILLABLE, json.dumps(spec), str(tmp_path / "killed.h5"), str(report)], env=env)
     deadline = time.monotonic() + 120
-    while not (report.exists() and report.read_text() and int(report.read_text()) >= 7):
+    while reported(report) < 7:
         assert child.poll() is None, "the extraction ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.01)

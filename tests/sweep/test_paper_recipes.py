@@ -16,7 +16,8 @@ from hsae.run.variants import expand_variants
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-PAPER = sorted((ROOT / "recipes" / "paper").glob("*.yaml"))
+PAPER = sorted((ROOT / "recipes" / "paper").glob("*-table?.yaml"))
+STEERING = [ROOT / "recipes" / "paper" / "steering_qwen3vl_coco.yaml", ROOT / "recipes" / "steering_demo.yaml"]
 TABLE1 = ["BatchTopK", "TopK", "ReLU", "P-Anneal", "Gated", "JumpReLU", "Matryoshka", "Stacked", "CSAE"]
 TABLE4 = ["Partial SG", "Bilateral SG", "Stacked", "HAC", "SC", "CSAE (Full)"]
 
@@ -27,7 +28,7 @@ def test_there_is_a_table1_and_a_table4_recipe_per_model_and_dataset():
                      for d in ("color", "imagenet", "coco", "inaturalist") for t in ("table1", "table4")}
 
 
-@pytest.mark.parametrize("recipe", [*PAPER, ROOT / "recipes" / "reproduce_synthetic.yaml"], ids=lambda p: p.stem)
+@pytest.mark.parametrize("recipe", [*PAPER, *STEERING, ROOT / "recipes" / "reproduce_synthetic.yaml"], ids=lambda p: p.stem)
 def test_the_recipe_validates(recipe):
     code, output = hsae("validate", recipe)
     assert code == 0, output

@@ -22,7 +22,7 @@ from hsae.interfaces.extraction.device import resolve_device, resolve_dtype
 from hsae.interfaces.extraction.hooks import capture_output
 from hsae.interfaces.extraction.layers import ResolvedLayer, resolve_layer
 from hsae.interfaces.extraction.layout import Layout, infer_layout, split_flattened, split_per_image, split_sequence
-from hsae.interfaces.extractor import Extractor
+from hsae.interfaces.extractor import Extractor, TokenLogits
 
 VISION_TOWER_TEMPLATES = (
     "model.vision_tower.encoder.layers.{i}",  # transformers >= 5.6
@@ -123,14 +123,23 @@ class TransformersExtractor(Extractor):
             "model_type": self._model.config.model_type,
         }
 
-    def _inputs(self, images: Sequence[Any]):
+    def _inputs(self, images: Sequence[Any], prompt: str | Sequence[str] | None = None,
+                answers: Sequence[str] | None = None):
+        """The processed chat batch: each image with ``prompt`` (default: the configured one; a
+        list gives one per image), then the generation prompt, or the assistant turn
+        ``answers[i]`` when given."""
+        prompt = self.config.prompt if prompt is None else prompt
+        texts = [prompt] * len(images) if isinstance(prompt, str) else list(prompt)
         conversations = [
-            [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": self.config.prompt}]}]
-            for image in images
+            [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}]
+            for image, text in zip(images, texts)
         ]
+        if answers is not None:
+            for conversation, answer in zip(conversations, answers):
+                conversation.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
         batch = self._processor.apply_chat_template(
             conversations,
-            add_generation_prompt=True,
+            add_generation_prompt=answers is None,
             tokenize=True,
             return_dict=True,
             return_tensors="pt",
@@ -179,3 +188,40 @@ class TransformersExtractor(Extractor):
         else:
             per_image = split_per_image(hidden, len(images))
         return [rows.to("cpu", torch.float32) for rows in per_image]
+
+    # -- whole-model runs (steering, spliced evaluation) ------------------------------------
+
+    @property
+    def target_module(self) -> torch.nn.Module:
+        self.load()
+        return self._layer.module
+
+    def generate(self, images: Sequence[Any], prompt: str | Sequence[str], max_new_tokens: int) -> list[str]:
+        self.load()
+        tokenizer = getattr(self._processor, "tokenizer", None)
+        side = getattr(tokenizer, "padding_side", None)
+        if tokenizer is not None:
+            tokenizer.padding_side = "left"  # new tokens start at the same column for every prompt
+        try:
+            inputs = self._inputs(images, prompt)
+        finally:
+            if tokenizer is not None:
+                tokenizer.padding_side = side
+        with torch.inference_mode():
+            out = self._model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
+                                       pad_token_id=getattr(tokenizer, "pad_token_id", None))
+        new_tokens = out[:, inputs["input_ids"].shape[1]:]
+        return [text.strip() for text in self._processor.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    def token_logits(self, images: Sequence[Any], prompt: str, answers: Sequence[str] | None = None) -> TokenLogits:
+        self.load()
+        inputs = self._inputs(images, prompt, answers)
+        with torch.inference_mode():
+            logits = self._model(**inputs).logits[:, :-1]
+        ids = inputs["input_ids"]
+        attention = inputs.get("attention_mask")
+        keep = torch.ones_like(ids, dtype=torch.bool) if attention is None else attention.bool()
+        image_token = self._image_token_id()
+        if image_token is not None:
+            keep &= ids != image_token
+        return TokenLogits(logits, ids[:, 1:], keep[:, 1:] & keep[:, :-1])

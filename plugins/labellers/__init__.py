@@ -1,0 +1,1 @@
+"""First-party labellers (entry-point group `hsae.labellers`)."""
