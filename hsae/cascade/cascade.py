@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from hsae import registry
 from hsae.cascade.config import CascadeConfig, LevelConfig
+from hsae.cascade.hierarchy import assign_parents
 from hsae.interfaces.encoder import Encoding
+from hsae.metrics.inference_rule import parents_by_pre_activation
 from hsae.sae.sae import SAE
 
 
@@ -242,3 +245,35 @@ class Cascade(nn.Module):
             {"params": list(self.level(l).parameters()), "lr": self.level_config(l).lr or lr, "name": f"level{l}"}
             for l in range(1, self.depth + 1)
         ]
+
+    # -- the evaluation side of the method contract (hsae.interfaces.method) -------------------
+
+    @property
+    def widths(self) -> list[int]:
+        return [lv.n_latents for lv in self.config.levels]
+
+    def decoder(self, l: int) -> torch.Tensor:
+        return self.level(l).W_dec
+
+    def parents(self, rows=None, rule: str = "threshold") -> list[np.ndarray]:
+        """[π_2, …, π_L] from each level's code of the atoms below (spec §4, Eq. 33), or by the
+        ReLU pre-activations under the authors' rule (``hsae.metrics.inference_rule``); the
+        evaluation rows are not needed."""
+        return parents_by_pre_activation(self) if rule == "authors" else assign_parents(self)
+
+    @torch.no_grad()
+    def level_figures(self, rows=None) -> dict[str, dict]:
+        """Per level l ≥ 2 on every atom of level l−1, its data: FVU, L0 and the share of latents
+        active on no atom."""
+        figures = {}
+        for l in range(2, self.depth + 1):
+            atoms = self.level(l - 1).W_dec.t()
+            out = self.level(l)(atoms)
+            variance = (atoms - atoms.mean(0)).pow(2).sum()
+            figures[str(l)] = {
+                "rows": atoms.shape[0],
+                "fvu": float((atoms - out.x_hat).pow(2).sum() / variance.clamp_min(1e-12)),
+                "l0": float((out.z > 0).sum(-1).float().mean()),
+                "dead": float((~(out.z > 0).any(0)).float().mean()),
+            }
+        return figures

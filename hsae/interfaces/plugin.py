@@ -16,9 +16,12 @@ class PluginConfig(BaseModel):
 class Plugin:
     """A plugin class declares ``Config`` (its options) and documents itself in its first
     docstring line, which ``hsae plugins`` shows. It is built as ``cls(config)`` by the
-    registry after the options were validated against ``Config``."""
+    registry after the options were validated against ``Config``. ``contract``: the version of
+    its group's contract the class was written for (``hsae.registry.GROUPS``); the registry
+    refuses a class that states another one (None: the current one)."""
 
     Config: ClassVar[type[PluginConfig]] = PluginConfig
+    contract: ClassVar[int | None] = None
 
     def __init__(self, config: PluginConfig | None = None) -> None:
         self.config = config if config is not None else self.Config()

@@ -25,7 +25,7 @@ class ModelSAE:
 
 
 def model_sae(model: nn.Module) -> ModelSAE:
-    """The written-back SAE of a trained run's model (``load_trained``)."""
+    """The written-back SAE of a trained run's model (``RunDir.load_model``)."""
     level = model.level(1)
     if isinstance(level, SAE):
         return ModelSAE(level, 0, level.n_latents)

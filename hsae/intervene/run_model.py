@@ -10,7 +10,6 @@ from hsae import registry
 from hsae.errors import BadInput
 from hsae.interfaces.extractor import Extractor
 from hsae.intervene.model_sae import ModelSAE, model_sae
-from hsae.methods.saving import load_trained
 from hsae.run.run_dir import RunDir
 from hsae.store import ActivationStore
 
@@ -26,7 +25,7 @@ class RunModel:
     @classmethod
     def open(cls, root: Path) -> "RunModel":
         run = RunDir(Path(root))
-        model, config = load_trained(run)
+        model, config = run.load_model()
         tree = run.read_recipe_tree() or {}
         return cls(run, tree, model_sae(model), float(config["scale"]), Path(config["store"]))
 

@@ -18,14 +18,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
+from typing import ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from hsae.cascade.cascade import Cascade, CascadeOutput, FiringMonitor
 from hsae.cascade.config import CascadeConfig, LevelConfig
+from hsae.interfaces.method import Method
+from hsae.interfaces.plugin import PluginConfig
 from hsae.methods.coactivation import coactivation_parents
 from hsae.sae.sae import SAE
 
@@ -33,10 +35,8 @@ RowSource = Callable[[], Iterable[torch.Tensor]]
 """Called for a fresh iterator over chunks of (already scaled) evaluation rows."""
 
 
-class MethodOptions(BaseModel):
+class MethodOptions(PluginConfig):
     """Options of a method (the keys next to ``name`` in the recipe's ``model.method``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class HierarchyModel(nn.Module):
@@ -109,8 +109,9 @@ class HierarchyModel(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def parents(self, rows: RowSource) -> list[np.ndarray]:
-        """[π_2, …, π_L] by co-activation over the evaluation rows (spec §6)."""
+    def parents(self, rows: RowSource, rule: str = "threshold") -> list[np.ndarray]:
+        """[π_2, …, π_L] by co-activation over the evaluation rows (spec §6), whatever the
+        inference ``rule`` (it concerns the cascade's parents)."""
         return coactivation_parents((self.row_codes(x) for x in rows()), self.widths)
 
     @torch.no_grad()
@@ -122,6 +123,29 @@ class HierarchyModel(nn.Module):
             for l, acc in sums.items():
                 acc.add(*self.reconstruction(l, x))
         return {str(l): acc.figures() for l, acc in sums.items()}
+
+
+class BaselineMethod(Method):
+    """A baseline of spec §6 as an ``hsae.methods`` plugin: a subclass names its ``Model`` (a
+    :class:`HierarchyModel`), whose ``Options`` are the plugin's options."""
+
+    Model: ClassVar[type[HierarchyModel]]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.Config = cls.Model.Options
+
+    def check(self, model, steps: int) -> None:
+        name = getattr(self, "plugin_name", type(self).__name__)
+        if len(model.levels) < 2:
+            raise ValueError(f"model.method {name!r} builds a hierarchy: give at least two levels")
+        if model.stop_gradient != "none" or model.mask_threshold != 0:
+            raise ValueError(f"model.method {name!r}: stop_gradient and mask_threshold belong to the cascade; "
+                             "leave them at their defaults (none, 0)")
+        self.Model.check(model, self.config, steps)
+
+    def build(self, n_inputs: int, model, steps: int, parts) -> HierarchyModel:
+        return self.Model(n_inputs, model, self.config, steps)
 
 
 class SeparateSAEs(HierarchyModel):

@@ -66,8 +66,8 @@ class PostHocClustering(SeparateSAEs):
             self._cache = (key, parents, vectors)
         return self._cache[1], self._cache[2]
 
-    def parents(self, rows: RowSource | None = None) -> list[np.ndarray]:
-        """The clusters, which need no evaluation rows."""
+    def parents(self, rows: RowSource | None = None, rule: str = "threshold") -> list[np.ndarray]:
+        """The clusters, which need neither the evaluation rows nor the inference rule."""
         return [p.copy() for p in self.groups()[0]]
 
     def level_figures(self, rows: RowSource | None = None) -> dict[str, dict]:

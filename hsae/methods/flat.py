@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from hsae.cascade.cascade import CascadeOutput
-from hsae.methods.base import SeparateSAEs
+from hsae.methods.base import BaselineMethod, SeparateSAEs
 
 
 class Flat(SeparateSAEs):
@@ -33,3 +33,9 @@ class Flat(SeparateSAEs):
     def reconstruction(self, l, x):
         out = self.sae(l)(x)
         return x, out.x_hat, out.z
+
+
+class FlatMethod(BaselineMethod):
+    """Flat baseline: independent SAEs per level on the activations; parents by co-activation."""
+
+    Model = Flat

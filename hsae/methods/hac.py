@@ -9,7 +9,7 @@ import numpy as np
 from pydantic import Field
 from sklearn.cluster import AgglomerativeClustering
 
-from hsae.methods.base import MethodOptions
+from hsae.methods.base import BaselineMethod, MethodOptions
 from hsae.methods.clustering import PostHocClustering
 
 
@@ -26,3 +26,9 @@ class HAC(PostHocClustering):
     def cluster(self, units: np.ndarray, n_clusters: int) -> np.ndarray:
         model = AgglomerativeClustering(n_clusters=n_clusters, metric="cosine", linkage=self.options.linkage)
         return model.fit_predict(units).astype(np.int64)
+
+
+class HACMethod(BaselineMethod):
+    """HAC baseline: a level-1 SAE, its atoms grouped by agglomerative clustering (cosine distance)."""
+
+    Model = HAC

@@ -26,7 +26,7 @@ from torch import nn
 from hsae import registry
 from hsae.cascade.cascade import CascadeOutput, FiringMonitor, LevelOutput, level_loss_scale, usage_penalty
 from hsae.interfaces.encoder import Encoding
-from hsae.methods.base import HierarchyModel, MethodOptions
+from hsae.methods.base import BaselineMethod, HierarchyModel, MethodOptions
 from hsae.sae.sae import SAE, SAEOutput
 
 
@@ -169,3 +169,9 @@ class Matryoshka(HierarchyModel):
         z = self.dictionary.encode(x).z
         end = self.block(l).stop
         return x, z[:, :end] @ self.dictionary.W_dec[:, :end].t() + self.dictionary.b_dec, z[:, self.block(l)]
+
+
+class MatryoshkaMethod(BaselineMethod):
+    """Matryoshka baseline: one nested-prefix dictionary cut into level blocks; parents by co-activation."""
+
+    Model = Matryoshka

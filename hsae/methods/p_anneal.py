@@ -29,7 +29,7 @@ import torch
 from pydantic import Field, model_validator
 
 from hsae.interfaces.encoder import Encoder, Encoding
-from hsae.methods.base import MethodOptions
+from hsae.methods.base import BaselineMethod, MethodOptions
 from hsae.methods.flat import Flat
 
 
@@ -142,3 +142,9 @@ class PAnneal(Flat):
         for l in range(1, self.depth + 1):
             sae = self.sae(l)
             sae.encoder = AnnealedPower(sae.encoder, plan, options.queue_length)
+
+
+class PAnnealMethod(BaselineMethod):
+    """P-Annealing baseline: flat SAEs whose sparsity exponent p anneals from 1 to p_end; parents by co-activation."""
+
+    Model = PAnneal

@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import Field
 from sklearn.cluster import SpectralClustering
 
-from hsae.methods.base import MethodOptions
+from hsae.methods.base import BaselineMethod, MethodOptions
 from hsae.methods.clustering import PostHocClustering
 
 
@@ -33,3 +33,9 @@ class Spectral(PostHocClustering):
         with warnings.catch_warnings():  # a graph with isolated atoms is expected, not an error
             warnings.filterwarnings("ignore", message="Graph is not fully connected")
             return model.fit_predict(affinity).astype(np.int64)
+
+
+class SpectralMethod(BaselineMethod):
+    """Spectral baseline: a level-1 SAE, its atoms grouped by spectral clustering (cosine affinity)."""
+
+    Model = Spectral

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from hsae.cascade.cascade import CascadeOutput
-from hsae.methods.base import SeparateSAEs
+from hsae.methods.base import BaselineMethod, SeparateSAEs
 
 
 class Stacked(SeparateSAEs):
@@ -46,3 +46,9 @@ class Stacked(SeparateSAEs):
         below = self.row_codes(x, top=l - 1)[-1]
         out = self.sae(l)(below)
         return below, out.x_hat, out.z
+
+
+class StackedMethod(BaselineMethod):
+    """Stacked baseline: each level an SAE on the codes of the level below; parents by co-activation."""
+
+    Model = Stacked

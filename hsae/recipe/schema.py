@@ -88,8 +88,8 @@ class ModelConfig(CascadeConfig):
     """The cascade (spec §2-3) or, with ``method``, a baseline of spec §6 (docs/baselines.md)."""
 
     method: str | dict[str, Any] = Field(
-        "cascade", description="cascade, flat, p_anneal, matryoshka, stacked, hac or spectral; "
-        "a name or {name: ..., <options>}")
+        "cascade", description="an hsae.methods plugin: cascade, flat, p_anneal, matryoshka, stacked, hac, "
+        "spectral or an installed one; a name or {name: ..., <options>}")
 
     def cascade_config(self) -> CascadeConfig:
         """The section without ``method``: what a Cascade is built from and saved with."""

@@ -13,20 +13,19 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from torch import nn
 
-from hsae.cascade.cascade import Cascade
-from hsae.cascade.hierarchy import assign_parents, evaluating, hierarchy_dict
+from hsae.cascade.hierarchy import evaluating, hierarchy_dict
+from hsae.errors import BadInput
 from hsae.metrics.health import near_duplicate_pairs
 from hsae.metrics.hms import hms_by_level, semantic_vectors
-from hsae.metrics.inference_rule import alive_by_pre_activation, batch_inference, parents_by_pre_activation
+from hsae.metrics.inference_rule import alive_by_pre_activation, batch_inference
 from hsae.metrics.pooling import pool_images
 from hsae.metrics.recovery import hierarchy_recovery
-from hsae.errors import BadInput
-from hsae.store.truth import MARKED_DATASET, MARKER, MARKER_NAME, has_marked_truth, load_truth
-from hsae.methods.base import HierarchyModel
 from hsae.recipe.schema import EvalConfig
 from hsae.sae.sae import SAE
 from hsae.store import ActivationStore
+from hsae.store.truth import MARKED_DATASET, MARKER, MARKER_NAME, has_marked_truth, load_truth
 
 CHUNK_ROWS = 4096
 
@@ -40,7 +39,7 @@ def _row_chunks(store: ActivationStore, max_rows: int | None) -> Iterator[tuple[
 
 
 @torch.no_grad()
-def _level1_codes(cascade: Cascade, store: ActivationStore, scale: float, max_rows: int | None
+def _level1_codes(cascade: nn.Module, store: ActivationStore, scale: float, max_rows: int | None
                   ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """(x, x_hat, z) per chunk of store rows, x already scaled."""
     sae = cascade.level(1)
@@ -52,7 +51,7 @@ def _level1_codes(cascade: Cascade, store: ActivationStore, scale: float, max_ro
 
 
 @torch.no_grad()
-def level1_figures(cascade: Cascade, store: ActivationStore, scale: float, max_rows: int | None) -> dict:
+def level1_figures(cascade: nn.Module, store: ActivationStore, scale: float, max_rows: int | None) -> dict:
     """FVU = Σ||x − x_hat||² / Σ||x − mean x||², mean L0 and the share of latents that never fired."""
     n, sq_err, sum_x, sum_sq, l0 = 0, 0.0, None, 0.0, 0.0
     fired = torch.zeros(cascade.level(1).n_latents, dtype=torch.bool)
@@ -67,21 +66,7 @@ def level1_figures(cascade: Cascade, store: ActivationStore, scale: float, max_r
     return {"rows": n, "fvu": sq_err / variance, "l0": l0 / n, "dead": float((~fired).float().mean())}
 
 
-@torch.no_grad()
-def upper_level_figures(cascade: Cascade, l: int) -> dict:
-    """Level l ≥ 2 on every atom of level l−1: FVU, L0 and latents active on no atom."""
-    atoms = cascade.level(l - 1).W_dec.t()
-    out = cascade.level(l)(atoms)
-    variance = (atoms - atoms.mean(0)).pow(2).sum()
-    return {
-        "rows": atoms.shape[0],
-        "fvu": float((atoms - out.x_hat).pow(2).sum() / variance.clamp_min(1e-12)),
-        "l0": float((out.z > 0).sum(-1).float().mean()),
-        "dead": float((~(out.z > 0).any(0)).float().mean()),
-    }
-
-
-def image_chunks(cascade: Cascade, store: ActivationStore, scale: float, embeddings: np.ndarray,
+def image_chunks(cascade: nn.Module, store: ActivationStore, scale: float, embeddings: np.ndarray,
                  config: EvalConfig):
     """A re-iterable source of (pooled level-1 activations per image, that image's embedding)."""
     index = store.image_index()
@@ -110,21 +95,16 @@ def _scaled_rows(store: ActivationStore, scale: float, max_rows: int | None, dev
 
 
 @torch.no_grad()
-def _structure(model: Cascade | HierarchyModel, store: ActivationStore, scale: float, config: EvalConfig):
-    """(parents [π_2, …], figures of levels ≥ 2, widths, each level's units as columns). A cascade's
-    upper levels code the atoms below (spec §4); a baseline gives its own (spec §6), reading the
-    evaluation rows where it needs them (parents by co-activation)."""
-    if isinstance(model, Cascade):
-        upper = {str(l): upper_level_figures(model, l) for l in range(2, model.depth + 1)}
-        levels = range(1, model.depth + 1)
-        parents = parents_by_pre_activation(model) if config.inference == "authors" else assign_parents(model)
-        return parents, upper, [model.level(l).n_latents for l in levels], [model.level(l).W_dec for l in levels]
+def _structure(model: nn.Module, store: ActivationStore, scale: float, config: EvalConfig):
+    """(parents [π_2, …], figures of levels ≥ 2, widths, each level's units as columns), as the
+    method's model gives them (``hsae.interfaces.method``): a cascade reads them from its own
+    levels (spec §4), a baseline from the evaluation rows where it needs them (spec §6)."""
     rows = _scaled_rows(store, scale, config.max_rows, model.level(1).W_dec.device)
-    return (model.parents(rows), model.level_figures(rows), model.widths,
+    return (model.parents(rows, config.inference), model.level_figures(rows), model.widths,
             [model.decoder(l) for l in range(1, model.depth + 1)])
 
 
-def level1_vectors(model: Cascade | HierarchyModel, store: ActivationStore, scale: float, embeddings: np.ndarray,
+def level1_vectors(model: nn.Module, store: ActivationStore, scale: float, embeddings: np.ndarray,
                    config: EvalConfig) -> torch.Tensor:
     """Semantic vectors of the level-1 units under the recipe's inference rule (spec §7)."""
     authors = config.inference == "authors"
@@ -137,7 +117,7 @@ def level1_vectors(model: Cascade | HierarchyModel, store: ActivationStore, scal
                                 weighting=config.weighting, top_m=config.top_m, alive=alive)
 
 
-def evaluate(cascade: Cascade | HierarchyModel, store: ActivationStore, scale: float, config: EvalConfig,
+def evaluate(cascade: nn.Module, store: ActivationStore, scale: float, config: EvalConfig,
              embeddings: np.ndarray | None) -> tuple[dict, dict]:
     """(metrics.json content, hierarchy.json content) for a trained cascade or baseline."""
     with evaluating(cascade):
@@ -159,7 +139,7 @@ def evaluate(cascade: Cascade | HierarchyModel, store: ActivationStore, scale: f
     return metrics, hierarchy_dict(parents, widths)
 
 
-def _recovery(cascade: Cascade | HierarchyModel, parents: list, store: ActivationStore,
+def _recovery(cascade: nn.Module, parents: list, store: ActivationStore,
               config: EvalConfig) -> tuple[dict | None, str | None]:
     """(recovery figures, None), or (None, a one-line note why there are none): recovery is an
     extra of planted data, scored only against a ``truth/`` group in this project's format."""

@@ -14,7 +14,6 @@ from hsae.errors import BadInput
 from hsae.extract.embeddings import store_embeddings
 from hsae.interfaces.dataset import ActivationSource, Progress
 from hsae.methods import build_model
-from hsae.methods.saving import load_trained, save_trained
 from hsae.recipe.difference import recipe_difference
 from hsae.recipe.load import parse_recipe
 from hsae.recipe.schema import Recipe
@@ -115,15 +114,15 @@ def report_training(result: TrainResult, hooks: Hooks, name: str | None = None) 
 def save_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, result: TrainResult,
                       extra: dict | None = None) -> dict:
     """Save a trained model with ``extra`` in config.json and evaluate it; returns metrics.json's content."""
-    save_trained(run, result.cascade, result.scale, recipe.model, recipe.train.steps,
-                 {"store": str(store.path.resolve()), **(extra or {})})
+    run.save_model(result.cascade, result.scale, recipe.model, recipe.train.steps,
+                   {"store": str(store.path.resolve()), **(extra or {})})
     return evaluate_run(run, recipe, store)
 
 
 def evaluate_run(run: RunDir, recipe: Recipe | None = None, store: ActivationStore | None = None) -> dict:
     """(Re)compute metrics.json and hierarchy.json of a finished run."""
     with reading(run.root):
-        cascade, config = load_trained(run)
+        cascade, config = run.load_model()
         scale, store_path = float(config["scale"]), Path(config["store"])
     if recipe is None:
         recipe = parse_recipe(run.read_recipe_tree() or {}, str(run.recipe))

@@ -1,9 +1,10 @@
 """The run directory: every file a run writes, and loading a finished model back.
 
     recipe.yaml         the resolved recipe (overrides applied)
-    config.json         what is needed to rebuild the model: width, scale, cascade config, versions
-    model.safetensors   levels.{l}.W_enc (n_l, d), levels.{l}.b_enc, levels.{l}.W_dec (d, n_l),
-                        levels.{l}.b_dec, plus encoder-specific tensors levels.{l}.encoder.*
+    config.json         what is needed to rebuild the model: method, width, scale, model section,
+                        training length, versions
+    model.safetensors   the model's state (a cascade: levels.{l}.W_enc (n_l, d), levels.{l}.b_enc,
+                        levels.{l}.W_dec (d, n_l), levels.{l}.b_dec, levels.{l}.encoder.*)
     metrics.jsonl       one JSON line per logged step
     metrics.json        final figures per level (reconstruction, health, HMS, recovery)
     hierarchy.json      per level, the parent of every atom (−1: none) and the children of every latent
@@ -20,15 +21,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-import torch
 import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from hsae import __version__
-from hsae.cascade.cascade import Cascade
-from hsae.cascade.config import CascadeConfig
 from hsae.errors import BadInput
+from hsae.methods import build_model, method_spec
+from hsae.recipe.schema import ModelConfig
+
+FORMAT = "hsae-model"
+"""The ``format`` of model.safetensors; ``hsae-cascade`` (a cascade's ``levels.*`` tensors only)
+and ``hsae-method`` (a baseline's whole state), written before one save served every method, are
+read too."""
+
+TRAINING_ONLY = frozenset({"monitors", "b_dec_ready"})
+"""State under these names (the firing monitors, the flags that each SAE's b_dec was initialised)
+is kept in checkpoints, not in model.safetensors."""
+
+
+def _training_only(key: str) -> bool:
+    return not TRAINING_ONLY.isdisjoint(key.split("."))
 
 
 def write_json(path: Path, data) -> None:
@@ -78,28 +92,37 @@ class RunDir:
             raise BadInput(f"{self.recipe}: not a recipe (a YAML mapping); remake the run with --fresh")
         return tree
 
-    def save_model(self, cascade: Cascade, scale: float, extra: dict | None = None) -> None:
-        """config.json and model.safetensors (the ``levels.*`` tensors only)."""
-        tensors = {k: v.detach().cpu().contiguous() for k, v in cascade.state_dict().items() if k.startswith("levels.")}
+    def save_model(self, model: nn.Module, scale: float, model_section: ModelConfig, steps: int,
+                   extra: dict | None = None) -> None:
+        """config.json and model.safetensors of a trained model of any method (docs/formats.md)."""
+        tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not _training_only(k)}
         tmp = self.model.with_name(self.model.name + ".tmp")
-        save_file(tensors, tmp, metadata={"format": "hsae-cascade", "hsae_version": __version__})
+        save_file(tensors, tmp, metadata={"format": FORMAT, "hsae_version": __version__})
         os.replace(tmp, self.model)
         write_json(self.config, {
             "hsae_version": __version__,
-            "n_inputs": cascade.n_inputs,
+            "n_inputs": model.n_inputs,
             "scale": scale,
-            "model": cascade.config.model_dump(by_alias=True),
+            "method": method_spec(model_section.method)[0],
+            "train_steps": steps,
+            "model": model_section.model_dump(by_alias=True),
             **(extra or {}),
         })
 
-    def load_model(self) -> tuple[Cascade, dict]:
-        """Rebuild the cascade of a finished run; returns it (in eval mode) and config.json."""
+    def load_model(self) -> tuple[nn.Module, dict]:
+        """Rebuild the trained model of a finished run with its method; returns it (in eval mode)
+        and config.json."""
         if not (self.config.exists() and self.model.exists()):
             raise BadInput(f"{self.root} is not a finished run: config.json or model.safetensors is missing")
         config = json.loads(self.config.read_text())
-        cascade = Cascade(config["n_inputs"], CascadeConfig.model_validate(config["model"]))
-        missing, unexpected = cascade.load_state_dict(load_file(self.model), strict=False)
-        missing = [k for k in missing if k.startswith("levels.")]
+        # A cascade saved as hsae-cascade has no training length and no method in its model
+        # section (the cascade, which needs no length, is the section's default method).
+        model = build_model(config["n_inputs"], ModelConfig.model_validate(config["model"]), config.get("train_steps", 0))
+        try:
+            missing, unexpected = model.load_state_dict(load_file(self.model), strict=False)
+        except RuntimeError as exc:  # a tensor of another shape
+            raise BadInput(f"{self.model}: tensors do not match config.json ({exc})") from None
+        missing = [k for k in missing if not _training_only(k)]
         if missing or unexpected:
             raise BadInput(f"{self.model}: tensors do not match config.json (missing {missing}, unexpected {unexpected})")
-        return cascade.eval(), config
+        return model.eval(), config

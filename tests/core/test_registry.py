@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 
 from hsae import registry
 from hsae.errors import PluginError
@@ -163,3 +164,59 @@ def test_entry_point_to_a_non_plugin_is_rejected(install_distribution):
     install_distribution("not_a_plugin", "1.0", "class Thing:\n    pass\n", {"thing": "not_a_plugin:Thing"})
     with pytest.raises(PluginError, match="'thing'.*not a subclass"):
         registry.load("hsae.encoders", "thing")
+
+
+def test_a_name_declared_by_two_distributions_is_an_error_naming_both(install_distribution):
+    install_distribution("first_enc", "1.0", SOFT_SHRINK_MODULE, {"shrinky": "first_enc:SoftShrinkEncoder"})
+    install_distribution("second_enc", "2.0", SOFT_SHRINK_MODULE, {"shrinky": "second_enc:SoftShrinkEncoder"})
+    with pytest.raises(PluginError) as err:
+        registry.load("hsae.encoders", "shrinky")
+    for part in ("'shrinky'", "first_enc 1.0", "second_enc 2.0", "first_enc:SoftShrinkEncoder"):
+        assert part in str(err.value)
+    row = next(r for r in registry.catalogue() if r.name == "shrinky")
+    assert "first_enc 1.0" in row.distribution and "second_enc 2.0" in row.distribution and row.error
+    assert registry.load("hsae.encoders", "topk").__name__ == "TopKEncoder"  # the other names still load
+
+
+def test_a_plugin_written_for_another_contract_version_is_refused(install_distribution):
+    source = SOFT_SHRINK_MODULE + "\n\nclass Future(SoftShrinkEncoder):\n    contract = 99\n"
+    install_distribution("future_enc", "0.3", source, {"future": "future_enc:Future", "current": "future_enc:SoftShrinkEncoder"})
+    with pytest.raises(PluginError, match=r"'future'.*future_enc 0\.3.*version 99 of the hsae.encoders contract.*version 1"):
+        registry.load("hsae.encoders", "future")
+    assert registry.load("hsae.encoders", "current").__name__ == "SoftShrinkEncoder"  # no version stated: current
+
+
+def test_register_makes_a_class_available_in_this_process(build_cascade):
+    from hsae.interfaces.encoder import Encoder, Encoding
+
+    class Halved(Encoder):
+        """ReLU of half the pre-activation (a notebook experiment)."""
+
+        def encode(self, proj, b_enc, dec_norm):
+            z = torch.relu(proj + b_enc) / 2
+            return Encoding(z, z @ dec_norm)
+
+    assert registry.register("hsae.encoders", "halved", Halved) is Halved
+    try:
+        assert "halved" in registry.names("hsae.encoders")
+        row = next(r for r in registry.catalogue() if r.name == "halved")
+        assert (row.distribution, row.description) == (registry.REGISTERED, "ReLU of half the pre-activation (a notebook experiment).")
+        cascade = build_cascade(4, [{"n_latents": 8, "encoder": {"name": "halved"}}])
+        assert isinstance(cascade.level(1).encoder, Halved)
+        with pytest.raises(PluginError, match="'halved'.*already declared: registered in this process"):
+            registry.register("hsae.encoders", "halved", Halved)
+    finally:
+        registry.unregister("hsae.encoders", "halved")
+    assert "halved" not in registry.names("hsae.encoders")
+    with pytest.raises(PluginError, match="'topk'.*already declared: hsae"):
+        registry.register("hsae.encoders", "topk", Halved)
+    with pytest.raises(PluginError, match="not a subclass"):
+        registry.register("hsae.encoders", "thing", object)
+    with pytest.raises(PluginError, match="unknown plugin group"):
+        registry.register("hsae.encoder", "halved", Halved)
+
+
+@pytest.mark.parametrize("group", ["hsae.judges", "hsae.labellers", "hsae.methods"])
+def test_every_group_is_known_and_versioned(group):
+    assert isinstance(registry.names(group), list)
+    assert registry.GROUPS[group] >= 1

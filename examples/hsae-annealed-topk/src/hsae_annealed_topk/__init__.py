@@ -1,0 +1,1 @@
+"""An example third-party hsae plugin package (docs/plugins.md walks through it)."""
