@@ -17,6 +17,7 @@ from torch import nn
 from hsae import registry
 from hsae.cascade.config import CascadeConfig, LevelConfig
 from hsae.cascade.hierarchy import assign_parents
+from hsae.cascade.settle import Concepts, group_means
 from hsae.interfaces.encoder import Encoding
 from hsae.metrics.inference_rule import parents_by_pre_activation
 from hsae.sae.sae import SAE
@@ -133,7 +134,15 @@ class Cascade(nn.Module):
             encoder = registry.create("hsae.encoders", level.encoder, n_inputs=n_inputs, n_latents=level.n_latents)
             self.levels[str(l)] = SAE(n_inputs, level.n_latents, encoder, level.normalize_decoder)
             self.monitors[str(l)] = FiringMonitor(level.n_latents)
+        self.concepts = nn.ModuleDict({
+            str(l): Concepts(level.n_latents)
+            for l, level in enumerate(config.levels, start=1) if l > 1 and level.settle_every
+        })
         self.register_buffer("b_dec_ready", torch.zeros(len(config.levels), dtype=torch.bool))
+        self.frozen = [l for l, level in enumerate(config.levels, start=1) if level.from_ is not None]
+        for l in self.frozen:  # a trained SAE: no gradient, no renormalisation, its own b_dec
+            self.level(l).requires_grad_(False)
+            self.level(l).normalize_decoder = False
 
     @property
     def depth(self) -> int:
@@ -147,9 +156,15 @@ class Cascade(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Fresh weights; a frozen level is read again from its folder (``from``)."""
+        from hsae.interop.saelens import load_into, read_saelens
+
         for l in range(1, self.depth + 1):
             self.level(l).reset_parameters(generator)
         self.b_dec_ready.zero_()
+        for l in self.frozen:
+            load_into(self.level(l), read_saelens(self.level_config(l).from_.path))
+            self.b_dec_ready[l - 1] = True
 
     def level_weight(self, l: int, step: int | None) -> float:
         """Weight of L_l at ``step`` (1 for level 1; λ_l with start step and linear warm-up)."""
@@ -170,10 +185,62 @@ class Cascade(nn.Module):
             self.level(l).init_b_dec(inputs, self.level_config(l).b_dec_init)
             self.b_dec_ready[l - 1] = True
 
+    def settle_due(self, l: int, step: int | None) -> bool:
+        cfg = self.level_config(l)
+        return (self.training and step is not None and str(l) in self.concepts and step >= cfg.start_step
+                and (step - cfg.start_step) % cfg.settle_every == 0)
+
+    @torch.no_grad()
+    def live_atoms(self, l: int, x: torch.Tensor) -> torch.Tensor:
+        """Indices of level l's atoms that level l+1 settles on. Level 1: the latents active on the
+        batch ``x`` whose mean activation where active is at least ``settle_min_magnitude`` times
+        the median of that mean over them (spare latents that fit the residual are weak). A settled
+        level: its unpruned latents. Otherwise: those fired within the last ``settle_every`` steps."""
+        if l == 1:
+            z = self.level(1).encode(x).z
+            count = (z > 0).sum(0)
+            magnitude = z.sum(0) / count.clamp_min(1)
+            active = count > 0
+            floor = self.level_config(2).settle_min_magnitude * magnitude[active].median() if active.any() else 0
+            return (active & (magnitude >= floor)).nonzero().squeeze(1)
+        if str(l) in self.concepts:
+            return self.concepts[str(l)].alive.nonzero().squeeze(1)
+        window = self.level_config(l + 1).settle_every
+        return (self.monitors[str(l)].steps_since_fired < window).nonzero().squeeze(1)
+
+    @torch.no_grad()
+    def settle(self, x: torch.Tensor, step: int | None) -> None:
+        """Settle the levels due at ``step``, bottom-up, on the batch ``x`` (hsae.cascade.settle).
+        A level settled right after the one below it clusters that level's clusters, each
+        standing for the mean of its level-1 atoms; otherwise it clusters the live atoms below."""
+        items = None  # the settled level's clusters as means of unit level-1 atoms
+        for l in range(2, self.depth + 1):
+            if not self.settle_due(l, step):
+                items = None
+                continue
+            if items is None:
+                atoms = self.level(l - 1).W_dec.t().index_select(0, self.live_atoms(l - 1, x))
+                items = atoms.detach().cpu().double().numpy()
+            if not len(items):
+                break
+            cfg = self.level_config(l)
+            labels = self.concepts[str(l)].settle(self.level(l), items, cfg.settle_ratio, cfg.settle_z)
+            self.b_dec_ready[l - 1] = True
+            items = group_means(items, labels)
+
+    def atoms(self, l: int) -> torch.Tensor:
+        """Level l's atoms as rows (n_l, d), the data of level l+1: its decoder columns, which
+        training keeps at unit norm (spec §1); a frozen level's columns (a trained SAE, whose
+        norms are its own convention) are passed up as unit directions too."""
+        atoms = self.level(l).W_dec.t()
+        if l in self.frozen:
+            atoms = torch.nn.functional.normalize(atoms, dim=1)
+        return atoms
+
     def level_inputs(self, l: int, active: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and reconstruction targets of level l ≥ 2: the active atoms of level l−1 (Eq. 7,
         21), detached as the stop-gradient mode says (Eq. 34-35)."""
-        atoms = self.level(l - 1).W_dec.t().index_select(0, active)  # its backward beats indexing's
+        atoms = self.atoms(l - 1).index_select(0, active)  # its backward beats indexing's
         mode = self.config.stop_gradient
         inputs = atoms.detach() if mode == "bilateral" else atoms
         target = atoms.detach() if mode in ("partial", "bilateral") else atoms
@@ -187,6 +254,7 @@ class Cascade(nn.Module):
     def forward(self, x: torch.Tensor, step: int | None = None) -> CascadeOutput:
         """One joint step on a batch ``x`` (B, d). ``step`` sets start steps, warm-ups and which
         levels are due (``update_every``)."""
+        self.settle(x, step)
         weights = [self.level_weight(l, step) for l in range(1, self.depth + 1)]
         top = max(l for l, w in enumerate(weights, start=1) if l == 1 or (w > 0 and self.level_due(l, step)))
         eps = self.config.mask_threshold
@@ -238,12 +306,14 @@ class Cascade(nn.Module):
         """Renormalise decoder columns, after the optimizer step."""
         for sae in self.levels.values():
             sae.renormalize_decoder()
+        for l, concepts in self.concepts.items():
+            concepts.enforce(self.level(int(l)))
 
     def param_groups(self, lr: float) -> list[dict]:
-        """One optimizer group per level, with the level's own learning rate when set."""
+        """One optimizer group per level, with the level's own learning rate when set (none for a frozen level)."""
         return [
             {"params": list(self.level(l).parameters()), "lr": self.level_config(l).lr or lr, "name": f"level{l}"}
-            for l in range(1, self.depth + 1)
+            for l in range(1, self.depth + 1) if l not in self.frozen
         ]
 
     # -- the evaluation side of the method contract (hsae.interfaces.method) -------------------
@@ -267,7 +337,7 @@ class Cascade(nn.Module):
         active on no atom."""
         figures = {}
         for l in range(2, self.depth + 1):
-            atoms = self.level(l - 1).W_dec.t()
+            atoms = self.atoms(l - 1)
             out = self.level(l)(atoms)
             variance = (atoms - atoms.mean(0)).pow(2).sum()
             figures[str(l)] = {

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 Normalisation = Literal["sum", "mean", "variance"]
 StopGradient = Literal["none", "partial", "bilateral"]
+
+
+class LevelSource(BaseModel):
+    """A trained SAE used as this level, frozen: a SAELens v6 folder (cfg.json + sae_weights.safetensors)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["saelens"] = "saelens"
+    path: str = Field(description="the folder; a relative path is taken from the recipe's folder, else the current one")
 
 
 class LevelConfig(BaseModel):
@@ -36,6 +47,27 @@ class LevelConfig(BaseModel):
         description="[hsae] compute this level (l ≥ 2) on every m-th step only, and only when the levels below "
         "are due too; on the other steps L_l is left out (ignored for level 1)",
     )
+    settle_every: int = Field(
+        0, ge=0,
+        description="[hsae] every this many steps from start_step (0: never), re-initialise this level (l ≥ 2) from "
+        "the distinct clusters of the live atoms below and prune the latents beyond their count "
+        "(docs/cascade.md, 'Settling the upper levels')",
+    )
+    settle_ratio: float = Field(
+        0.7, gt=0, le=1,
+        description="[hsae] ρ: two clusters of atoms are one concept when their mean cross-cosine is at least ρ times "
+        "the geometric mean of their own mean cosines (siblings ≈ 1, cousins s'²)",
+    )
+    settle_z: float = Field(
+        3.0, ge=0,
+        description="[hsae] z: two clusters are also one concept when their cross-cosine falls short of that mean "
+        "by less than z standard errors of random residuals in R^d",
+    )
+    settle_min_magnitude: float = Field(
+        0.5, ge=0,
+        description="[hsae] level 2 settles on the level-1 latents active on the batch whose mean activation where "
+        "active is at least this share of the median over them (weak spare latents are left out)",
+    )
     normalisation: Normalisation = Field(
         "variance",
         description="scale of L_l: 'sum' Σ_d squared error per row (Eq. 3/9), 'mean' the same divided by d, "
@@ -43,6 +75,35 @@ class LevelConfig(BaseModel):
     )
     normalize_decoder: bool = Field(True, description="keep decoder columns at unit norm (spec §1)")
     b_dec_init: Literal["geometric_median", "mean", "zeros"] = "geometric_median"
+    from_: LevelSource | None = Field(
+        None, alias="from",
+        description="[hsae] this level is a trained SAE, frozen (level 1 only): {format: saelens, path: FOLDER}; "
+        "n_latents and encoder are read from it, and the run reads activations unscaled (docs/interop.md)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_source(cls, data: Any, info: ValidationInfo) -> Any:
+        """Fill ``n_latents`` and ``encoder`` from the ``from`` folder when they are not given, and
+        make its path absolute (relative paths from the context's ``base_dir`` first)."""
+        if not isinstance(data, dict) or not isinstance(data.get("from"), dict) or "path" not in data["from"]:
+            return data
+        source = dict(data["from"])
+        path = Path(str(source["path"])).expanduser()
+        base = (info.context or {}).get("base_dir")
+        if not path.is_absolute() and base is not None and (Path(base) / path).exists() and not path.exists():
+            path = Path(base) / path
+        source["path"] = str(path.resolve())
+        data = {**data, "from": source}
+        if "n_latents" in data and "encoder" in data:
+            return data
+        from hsae.errors import BadInput
+        from hsae.interop.saelens import read_saelens_config  # reads cfg.json only
+
+        try:
+            cfg, encoder = read_saelens_config(path)
+        except BadInput as exc:
+            raise ValueError(str(exc)) from None
+        return {"n_latents": int(cfg["d_sae"]), "encoder": encoder, **data}
 
     @field_validator("encoder")
     @classmethod
@@ -60,3 +121,14 @@ class CascadeConfig(BaseModel):
     levels: list[LevelConfig] = Field(min_length=1)
     stop_gradient: StopGradient = Field("none", description="Eq. 34-35 ablations: none, partial, bilateral")
     mask_threshold: float = Field(0.0, ge=0, description="ε of the active sets (Eq. 26-27)")
+
+    @model_validator(mode="after")
+    def _sources_on_level_one(self) -> "CascadeConfig":
+        if any(level.from_ is not None for level in self.levels[1:]):
+            raise ValueError("only level 1 can be a trained SAE ('from'); the levels above train on its atoms")
+        return self
+
+    @property
+    def imported(self) -> bool:
+        """Whether level 1 is a trained SAE read from a folder (frozen, on unscaled activations)."""
+        return self.levels[0].from_ is not None

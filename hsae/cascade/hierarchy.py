@@ -33,7 +33,7 @@ def assign_parents(cascade) -> list[np.ndarray]:
     parents = []
     with evaluating(cascade):
         for l in range(2, cascade.depth + 1):
-            atoms = cascade.level(l - 1).W_dec.t()
+            atoms = cascade.atoms(l - 1)
             parents.append(parents_from_codes(cascade.level(l).encode(atoms).z))
     return parents
 

@@ -76,6 +76,19 @@ def run(recipe: Path = RecipeArg, out: Optional[Path] = typer.Option(None, help=
     console.print(summary_table(metrics, f"{parsed.name} — {run_dir.root}"))
     if parsed.steer is not None:
         interventions.run_steer(run_dir.root, parsed.steer)
+    _write_views(run_dir.root)
+
+
+def _write_views(root: Path) -> None:
+    """Plots and the browser site of a finished run, and where they are."""
+    from hsae.browse.site import browse_run
+    from hsae.plots import write_run_plots
+
+    plots = write_run_plots(root)
+    with console.status("writing the hierarchy browser"):
+        index = browse_run(root, root / "browse")
+    console.print(f"plots:   {', '.join(str(p.resolve()) for p in plots)}")
+    console.print(f"browser: {index.resolve()}")
 
 
 def _check(path: Path, recipe, variant: str | None = None) -> None:
@@ -132,28 +145,56 @@ def _show_comparison(tables, folder: Path) -> None:
     for table in tables:
         for part in comparison_tables(table, console.width):
             console.print(part)
-    md, csv = write_comparison(tables, folder)
-    console.print(f"[dim]written: {md}, {csv}[/dim]")
+    written = write_comparison(tables, folder)
+    console.print(f"[dim]written: {', '.join(map(str, written))}[/dim]")
 
 
 @app.command()
 def compare(run_dirs: List[Path] = typer.Argument(..., help="finished run directories, or a sweep's --out folder"),
-            out: Optional[Path] = typer.Option(None, help="folder for compare.md and compare.csv "
-                                               "(default: the sweep folder when one is given, else the current folder)")):
+            out: Optional[Path] = typer.Option(None, help="folder for compare.md, compare.csv and the bar chart "
+                                               "compare.png (default: the sweep folder when one is given, else the "
+                                               "folder that holds the runs)")):
     """The runs side by side as in the paper's tables: HMS min/median/max/mean, null, |P|, FVU, L0, recovery."""
-    from hsae.run.compare import SWEEP_FILE, collect_runs, comparisons
+    from hsae.run.compare import collect_runs, comparisons, default_folder
 
     tables = comparisons(collect_runs(run_dirs))
-    if out is None:
-        out = run_dirs[0] if len(run_dirs) == 1 and (run_dirs[0] / SWEEP_FILE).exists() else Path(".")
-    _show_comparison(tables, out)
+    _show_comparison(tables, out or default_folder(run_dirs))
+
+
+@app.command()
+def export(run_dir: Path = typer.Argument(..., help="a finished run directory"),
+           out: Path = typer.Argument(..., help="folder to write (one sub-folder per level)"),
+           format: str = typer.Option("saelens", "--format", help="saelens: SAELens v6 (SAE.load_from_disk)")):
+    """Write a run's levels in another library's format, with hierarchy.json and labels.json beside them."""
+    from hsae.interop.export import export_run
+
+    if format != "saelens":
+        raise BadInput(f"--format {format!r}: the formats are: saelens")
+    for folder in export_run(run_dir, out):
+        console.print(f"written: {folder}")
+
+
+@app.command()
+def browse(run_dir: Path = typer.Argument(..., help="a finished run directory"),
+           out: Optional[Path] = typer.Option(None, help="site folder (default RUN/browse)"),
+           max_rows: Optional[int] = typer.Option(None, help="measure units on at most this many store rows")):
+    """Write the hierarchy browser: a static site (open OUT/index.html from disk) and the run's plots."""
+    from hsae.browse.site import browse_run
+    from hsae.plots import write_run_plots
+
+    plots = write_run_plots(run_dir)
+    with console.status("writing the hierarchy browser"):
+        index = browse_run(run_dir, out or run_dir / "browse", max_rows,
+                           progress=lambda text: console.print(f"[dim]{text}[/dim]"))
+    console.print(f"plots:   {', '.join(str(p.resolve()) for p in plots)}")
+    console.print(f"browser: {index.resolve()}")
 
 
 @app.command()
 def validate(recipe: Path = RecipeArg, set_: Optional[List[str]] = SetOpt):
     """Check a recipe (keys, types, plugins and their options, files) without running it."""
     from hsae.methods import method_spec
-    from hsae.recipe.load import load_recipe, read_recipe_tree
+    from hsae.recipe.load import devices, load_recipe, read_recipe_tree
     from hsae.run.variants import expand_variants
 
     tree = read_recipe_tree(recipe)
@@ -163,12 +204,15 @@ def validate(recipe: Path = RecipeArg, set_: Optional[List[str]] = SetOpt):
             _check(recipe, variant.recipe, variant.name)
         console.print(f"[green]ok[/green] {recipe}: {len(variants)} variants: " + ", ".join(
             f"{v.name} ({method_spec(v.recipe.model.method)[0]})" for v in variants))
+        for where in dict.fromkeys(devices(v.recipe) for v in variants):
+            console.print(f"device: {where}")
         return
     parsed = load_recipe(recipe, set_)
     _check(recipe, parsed)
     console.print(f"[green]ok[/green] {recipe}: method {method_spec(parsed.model.method)[0]}, "
                   f"{len(parsed.model.levels)} levels, "
                   f"encoders {', '.join(l.encoder['name'] for l in parsed.model.levels)}")
+    console.print(f"device: {devices(parsed)}")
 
 
 @app.command()

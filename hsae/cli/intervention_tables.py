@@ -36,10 +36,11 @@ def spliced_table(result: dict, title: str) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, caption_justify="left",
                   caption=f"{result['images']} held-out images, {result['positions']} scored positions; "
                           f"write-back {result['write_back']}, code {result['code']}; "
-                          "loss recovered = (CE_zero − CE_sae) / (CE_zero − CE_clean)")
-    for name in ("CE clean", "CE with SAE", "CE zero-ablated", "loss recovered", "KL(clean‖SAE)", "KL(clean‖zero)"):
+                          "CE: next-token cross-entropy (nats) clean, with the SAE spliced in, with the layer zeroed; "
+                          "recovered = (CE zero − CE SAE) / (CE zero − CE clean); KL: mean KL(clean ‖ ·) per position")
+    for name in ("CE clean", "CE SAE", "CE zero", "recovered", "KL SAE", "KL zero"):
         table.add_column(name, justify="right")
     recovered = result["loss_recovered"]
     table.add_row(f"{result['ce_clean']:.4f}", f"{result['ce_sae']:.4f}", f"{result['ce_zero']:.4f}",
-                  "–" if recovered is None else f"{recovered:.4f}", f"{result['kl_sae']:.4f}", f"{result['kl_zero']:.4f}")
+                  "–" if recovered is None else f"{recovered:.4f}", f"{result['kl_sae']:.3g}", f"{result['kl_zero']:.3g}")
     return table

@@ -42,7 +42,8 @@ def recovery_line(recovery: dict | None) -> str:
 def summary_table(metrics: dict, title: str = "summary") -> Table:
     """Per level: FVU, L0, dead share, near-duplicate pairs, HMS (mean, median, random-partition
     null, parents counted); recovery of a planted hierarchy and the evaluation's notes in the caption."""
-    caption = "HMS mean, median, and null (random partition of the same sizes); dup: near-duplicate atom pairs"
+    caption = (f"figures on the {metrics.get('split', 'train')} split; HMS mean, median, and null (random "
+               "partition of the same sizes); dup: near-duplicate atom pairs")
     lines = [caption, recovery_line(metrics.get("recovery")), *metrics.get("notes", [])]
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, caption_justify="left",
                   caption="\n".join(line for line in lines if line))

@@ -21,6 +21,9 @@ class ExtractConfig(BaseModel):
 
     extractor: dict[str, Any] = Field(description="an hsae.extractors plugin: {name: ..., <options>}")
     dataset: dict[str, Any] = Field(description="an hsae.datasets image dataset: {name: ..., <options>}")
+    test_dataset: dict[str, Any] | None = Field(
+        None, description="options merged over `dataset` for the test store written beside the training store, "
+        "e.g. {split: test}; evaluation reads the test store (null: no test store)")
     pooling: Pooling = Field("none", description="none: one row per kept token; mean/max/cls: one row per image")
     chunk_images: int = Field(64, ge=1, description="commit the store at least every this many images")
     limit: int | None = Field(None, ge=1, description="extract only the first N readable images")
@@ -44,6 +47,13 @@ def _check_plugin(where: str, group: str, spec: dict[str, Any], base: type) -> N
         raise BadInput(f"extract.{where}: plugin {spec['name']!r} of {group} is not an {base.__name__}")
 
 
+def held_out_section(section: dict[str, Any]) -> dict[str, Any]:
+    """The extract section of the test store: ``test_dataset``'s options merged over ``dataset``."""
+    test = dict(section)
+    test["dataset"] = {**section["dataset"], **(test.pop("test_dataset") or {})}
+    return test
+
+
 def check_extract_config(section: dict[str, Any] | ExtractConfig) -> ExtractConfig:
     """Validate the section and both plugins' options without loading a model or reading images."""
     if isinstance(section, ExtractConfig):
@@ -60,4 +70,6 @@ def check_extract_config(section: dict[str, Any] | ExtractConfig) -> ExtractConf
             raise BadInput(f"invalid extract section: {problems}") from None
     _check_plugin("extractor", "hsae.extractors", config.extractor, Extractor)
     _check_plugin("dataset", "hsae.datasets", config.dataset, ImageDataset)
+    if config.test_dataset is not None:
+        _check_plugin("test_dataset", "hsae.datasets", {**config.dataset, **config.test_dataset}, ImageDataset)
     return config

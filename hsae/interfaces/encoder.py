@@ -10,7 +10,8 @@ stays its reference.
 
 from __future__ import annotations
 
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -78,13 +79,31 @@ class Encoding:
         return self._z.pow(2).sum(0)
 
 
+@dataclass
+class SAELensForm:
+    """An encoder as SAELens v6 writes it: ``architecture`` (cfg.json), the config keys it adds
+    (e.g. ``k``), and its tensors in SAELens's names: the encoder bias (``b_enc``, or ``b_gate``
+    for a gated SAE) and any others (``threshold``, ``r_mag``, ``b_mag``). SAELens computes the
+    code from ``p = (x − b_dec) W_enc + bias`` exactly as this encoder does at inference."""
+
+    architecture: str
+    tensors: dict[str, torch.Tensor]
+    config: dict[str, Any] = field(default_factory=dict)
+
+
 class Encoder(Plugin, nn.Module):
     """Base of encoder plugins: maps pre-activations to a sparse code (spec §5).
 
     ``batch_inference``: when set, an encoder whose training rule acts on a whole batch and
     whose inference rule is a learned threshold (BatchTopK) applies the training rule to each
     batch it encodes in eval mode too, without updating any state (the authors' HMS evaluation,
-    spec §7); other encoders ignore it."""
+    spec §7); other encoders ignore it.
+
+    SAELens interop (optional): ``saelens_form(b_enc)`` says how the trained encoder is
+    exported; a class whose ``saelens_architecture`` names a SAELens architecture reads such a
+    SAE: its options from cfg.json (``saelens_options``), its tensors (``from_saelens``)."""
+
+    saelens_architecture: ClassVar[str | None] = None
 
     def __init__(self, config: PluginConfig | None = None, *, n_inputs: int, n_latents: int):
         nn.Module.__init__(self)
@@ -118,9 +137,31 @@ class Encoder(Plugin, nn.Module):
         """An auxiliary loss added to the level's loss (mean over rows), or None."""
         return None
 
+    def at_step(self, step: int, steps: int) -> dict[str, float]:
+        """Called before every training step with the step and the run's length, for schedules
+        that are a function of the step (a resumed run continues them exactly). Returns the
+        scheduled values it set, logged in ``metrics.jsonl`` (default: none)."""
+        return {}
+
     def sparsity_scale(self, step: int) -> float:
         """Multiplier of the sparsity coefficient at ``step`` (schedules such as P-annealing)."""
         return 1.0
+
+    def saelens_form(self, b_enc: torch.Tensor) -> SAELensForm | None:
+        """This encoder (in eval mode) in SAELens's terms, or None when SAELens has no equivalent."""
+        return None
+
+    @classmethod
+    def saelens_options(cls, cfg: dict[str, Any]) -> dict[str, Any]:
+        """This encoder's options for a SAELens SAE of architecture ``saelens_architecture``
+        (cfg.json's content); ValueError when it cannot be read."""
+        return {}
+
+    @classmethod
+    def from_saelens(cls, tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(b_enc, the encoder's own tensors by state-dict name) from a SAELens SAE's tensors;
+        the inverse of :meth:`saelens_form`. KeyError names a missing tensor."""
+        raise NotImplementedError(f"{cls.__name__} does not read SAELens SAEs")
 
     def config_summary(self) -> dict:
         """Plain data describing this encoder, saved in ``config.json``."""

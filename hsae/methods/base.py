@@ -100,6 +100,11 @@ class HierarchyModel(nn.Module):
         """The units of level ``l`` as columns (for the near-duplicate count)."""
         raise NotImplementedError
 
+    def activation_sae(self, l: int) -> SAE | None:
+        """The SAE of level ``l`` when that level is an SAE on the activations (its code of x is
+        its encoder's, its atoms live in R^d: ``hsae.load``, SAELens export), else None."""
+        return None
+
     def row_codes(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Codes of levels 1..L on the rows ``x``: [(B, n₁), …, (B, n_L)]."""
         raise NotImplementedError
@@ -139,6 +144,8 @@ class BaselineMethod(Method):
         name = getattr(self, "plugin_name", type(self).__name__)
         if len(model.levels) < 2:
             raise ValueError(f"model.method {name!r} builds a hierarchy: give at least two levels")
+        if model.imported:
+            raise ValueError(f"model.levels[0].from: a trained level 1 is read by the cascade only, not by {name!r}")
         if model.stop_gradient != "none" or model.mask_threshold != 0:
             raise ValueError(f"model.method {name!r}: stop_gradient and mask_threshold belong to the cascade; "
                              "leave them at their defaults (none, 0)")
@@ -188,6 +195,9 @@ class SeparateSAEs(HierarchyModel):
 
     def decoder(self, l: int) -> torch.Tensor:
         return self.sae(l).W_dec
+
+    def activation_sae(self, l: int) -> SAE | None:
+        return self.sae(1) if l == 1 else None
 
 
 class _FigureSums:

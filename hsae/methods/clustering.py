@@ -80,6 +80,18 @@ class PostHocClustering(SeparateSAEs):
                                "dead": 1.0 - len(used) / self.widths[l - 1]}
         return figures
 
+    @torch.no_grad()
+    def row_codes(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Level 1's codes of the rows; a cluster's code is the sum of its members' codes (it
+        fires where one of them does)."""
+        parents, _ = self.groups()
+        codes = [self.sae(1).encode(x).z]
+        for labels, width in zip(parents, self.widths[1:]):
+            below, members = codes[-1], torch.as_tensor(labels, device=x.device)
+            keep = members != NO_PARENT
+            codes.append(below.new_zeros(below.shape[0], width).index_add_(1, members[keep], below[:, keep]))
+        return codes
+
     def decoder(self, l: int) -> torch.Tensor:
         if l == 1:
             return self.sae(1).W_dec

@@ -14,6 +14,7 @@ import torch
 
 from hsae.cascade.cascade import CascadeOutput
 from hsae.methods.base import BaselineMethod, SeparateSAEs
+from hsae.sae.sae import SAE
 
 
 class Flat(SeparateSAEs):
@@ -26,6 +27,9 @@ class Flat(SeparateSAEs):
     def forward(self, x: torch.Tensor, step: int | None = None) -> CascadeOutput:
         outs = [self.train_level(l, x, step) for l in range(1, self.depth + 1)]
         return CascadeOutput(sum(out.loss for out in outs), [out.levels[0] for out in outs], outs[0].x_hat)
+
+    def activation_sae(self, l: int) -> SAE:
+        return self.sae(l)
 
     def row_codes(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [self.sae(l).encode(x).z for l in range(1, self.depth + 1)]

@@ -67,6 +67,6 @@ def parents_by_pre_activation(cascade) -> list[np.ndarray]:
     """[π_2, …, π_L] of a cascade by the plain ReLU of each level's pre-activations above ``FLOOR``."""
     parents = []
     for l in range(2, cascade.depth + 1):
-        strength, index = torch.relu(pre_activations(cascade.level(l), cascade.level(l - 1).W_dec.t())).max(dim=1)
+        strength, index = torch.relu(pre_activations(cascade.level(l), cascade.atoms(l - 1))).max(dim=1)
         parents.append(torch.where(strength > FLOOR, index, NO_PARENT).cpu().numpy().astype(np.int64))
     return parents

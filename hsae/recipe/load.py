@@ -100,7 +100,7 @@ def read_recipe_tree(path: Path) -> dict:
 def parse_recipe(tree: dict, source: str = "recipe", base_dir: Path | None = None) -> Recipe:
     """Validate plain data as a Recipe; relative store paths are taken from ``base_dir``."""
     try:
-        recipe = Recipe.model_validate(tree)
+        recipe = Recipe.model_validate(tree, context={"base_dir": base_dir})
     except ValidationError as exc:
         raise BadInput(_describe(exc, source)) from None
     if base_dir is not None and recipe.data.activations is not None and not recipe.data.activations.is_absolute():
@@ -116,6 +116,20 @@ def load_recipe(path: Path, overrides: list[str] | None = None) -> Recipe:
     for assignment in overrides or []:
         apply_override(tree, assignment)
     return parse_recipe(tree, str(path), Path(path).parent)
+
+
+def devices(recipe: Recipe) -> str:
+    """Where the recipe will train (and extract) on this machine, for ``hsae validate``."""
+    from hsae.interfaces.extraction.device import resolve_device
+
+    where = [f"training on {resolve_device(recipe.train.device)} (train.device: {recipe.train.device})"]
+    if recipe.extract is not None:
+        spec = dict(recipe.extract["extractor"])
+        _, options = registry.validate_options("hsae.extractors", spec.pop("name"), spec)
+        asked = getattr(options, "device", None)
+        if asked is not None:
+            where.append(f"extraction on {resolve_device(asked)} (extract.extractor.device: {asked})")
+    return ", ".join(where)
 
 
 def check_recipe(recipe: Recipe) -> None:
@@ -149,6 +163,8 @@ def check_recipe(recipe: Recipe) -> None:
         from hsae.extract import check_extract_config  # the extraction stage validates its own section
 
         check_extract_config(recipe.extract)
+    if recipe.data.test_activations is not None and not Path(recipe.data.test_activations).exists():
+        raise BadInput(f"data.test_activations: store not found: {recipe.data.test_activations}")
     if recipe.data.activations is not None:
         if not Path(recipe.data.activations).exists():
             raise BadInput(f"data.activations: store not found: {recipe.data.activations}")

@@ -22,7 +22,11 @@ class DataConfig(Section):
     dataset: dict[str, Any] | None = Field(None, description="an hsae.datasets activation source: {name: ..., <options>}")
     activations: Path | None = Field(None, description="path of an activation store (docs/formats.md)")
     width: int | None = Field(None, gt=0, description="expected activation width d, checked against the store")
-    normalize: bool = Field(True, description="divide activations by one global factor so that E||x||² = d")
+    normalize: bool | Literal["width", "unit"] = Field(
+        True, description="divide activations by one global factor so that E||x||² = d (true or 'width') or "
+        "E||x||² = 1 ('unit', the paper's, spec §9); false: as stored")
+    test_activations: Path | None = Field(
+        None, description="path of a test store beside data.activations: evaluation (HMS, recovery) reads it")
 
     @model_validator(mode="after")
     def _one_source(self) -> "DataConfig":
@@ -46,7 +50,7 @@ class TrainConfig(Section):
     keep_checkpoints: int = Field(2, gt=0)
     log_every: int = Field(10, gt=0, description="steps between lines of metrics.jsonl")
     dead_window: int = Field(500, gt=0, description="steps without firing after which a latent counts as dead")
-    device: str = "cpu"
+    device: str = Field("auto", description="torch device; 'auto': CUDA when torch sees a GPU, else MPS, else the CPU")
     threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's choice)")
     precision: Literal["float32", "bfloat16", "float16"] = Field(
         "float32", description="autocast dtype of the forward pass, meant for CUDA; parameters, optimizer state, "

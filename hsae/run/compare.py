@@ -1,8 +1,9 @@
 """``hsae compare``: finished runs side by side, in the shape of the paper's Tables 1 and 4:
 one column per run (method or variant), rows HMS min / median / max / mean, HMS_null, parents
 counted (|P|), level-1 FVU and L0, and on planted data leaf recovery and the pairwise F1 of
-every level's grouping. Runs are grouped by the store they were trained on: one table per
-group. Levels above 2 get their own HMS rows.
+every level's grouping. Runs are grouped by the store they were trained on and the split they
+were evaluated on (``split`` of metrics.json): one table per group, titled with the split.
+Levels above 2 get their own HMS rows.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,11 +96,17 @@ def _value(metrics: dict, *keys):
     return node
 
 
-def _recovery_f1(metrics: dict, level: int) -> float | None:
+def _recovery(metrics: dict, level: int, key: str):
     for entry in _value(metrics, "recovery", "levels") or []:
         if entry["level"] == level:
-            return entry["f1"]
+            return entry[key]
     return None
+
+
+def _concepts(metrics: dict, level: int) -> str | None:
+    """Concepts found (distinct learned ancestors of the leaves' atoms) / planted, as text."""
+    found, true = _recovery(metrics, level, "n_learned_used"), _recovery(metrics, level, "n_true")
+    return None if found is None else f"{found}/{true}"
 
 
 def comparison(runs: list[RunSummary], title: str) -> Comparison:
@@ -124,21 +132,28 @@ def comparison(runs: list[RunSummary], title: str) -> Comparison:
     if any("recovery" in r.metrics for r in runs):
         add("leaf recovery", 3, lambda m: _value(m, "recovery", "leaf_recovery"))
         for l in range(2, depth + 1):
-            add(f"F1 level {l}" if depth > 2 else "sibling F1", 3, lambda m, l=l: _recovery_f1(m, l))
+            prefix = f"L{l} " if depth > 2 else ""
+            add(f"F1 level {l}" if depth > 2 else "sibling F1", 3, lambda m, l=l: _recovery(m, l, "f1"))
+            for key in ("precision", "recall", "ari"):
+                add(f"{prefix}{key if key != 'ari' else 'ARI'}", 3, lambda m, l=l, k=key: _recovery(m, l, k))
+            add(f"{prefix}concepts", 0, lambda m, l=l: _concepts(m, l))  # found/planted
     return table
 
 
 def comparisons(runs: list[RunSummary]) -> list[Comparison]:
-    """One table per store, in the order the stores first appear."""
-    groups: dict[str, list[RunSummary]] = {}
+    """One table per store and evaluation split, in the order they first appear; the title names
+    the split the figures were computed on."""
+    groups: dict[tuple[str, str], list[RunSummary]] = {}
     for run in runs:
-        groups.setdefault(run.source, []).append(run)
-    return [comparison(group, group[0].title) for group in groups.values()]
+        groups.setdefault((run.source, run.metrics.get("split", "train")), []).append(run)
+    return [comparison(group, f"{group[0].title}, {split} split") for (_, split), group in groups.items()]
 
 
 def cell(value, digits: int) -> str:
     if value is None:
         return "–"
+    if isinstance(value, str):
+        return value
     return str(int(value)) if digits == 0 else f"{value:.{digits}f}"
 
 
@@ -172,10 +187,37 @@ def to_csv(tables: list[Comparison]) -> str:
     return buffer.getvalue()
 
 
-def write_comparison(tables: list[Comparison], folder: Path) -> tuple[Path, Path]:
-    """``compare.md`` and ``compare.csv`` in ``folder``."""
+CHART_LEFT_OUT = ("L0",)
+"""Rows not drawn in the chart: counts and L0 are not on the 0-1 scale of the others."""
+
+
+def write_charts(tables: list[Comparison], folder: Path) -> list[Path]:
+    """A grouped bar chart per table (``compare.png``, then ``compare-2.png``, …): a group per
+    metric on the 0-1 scale (HMS, null, FVU, recovery, F1), a bar per run."""
+    from hsae.plots import bar_chart  # matplotlib loads on use
+
+    paths = []
+    for i, table in enumerate(tables, start=1):
+        rows = [r for r in table.rows if r.digits and r.name not in CHART_LEFT_OUT]
+        series = {column: [row.values[j] for row in rows] for j, column in enumerate(table.columns)}
+        name = "compare.png" if i == 1 else f"compare-{i}.png"
+        paths.append(bar_chart(table.title, [row.name for row in rows], series, folder / name))
+    return paths
+
+
+def write_comparison(tables: list[Comparison], folder: Path) -> list[Path]:
+    """``compare.md``, ``compare.csv`` and the charts (``compare.png``, …) in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     md, csv_path = folder / "compare.md", folder / "compare.csv"
     md.write_text(to_markdown(tables))
     csv_path.write_text(to_csv(tables))
-    return md, csv_path
+    return [md, csv_path, *write_charts(tables, folder)]
+
+
+def default_folder(paths: list[Path]) -> Path:
+    """Where ``hsae compare`` writes without ``--out``: a sweep's folder when one is given alone,
+    else the folder the runs have in common (beside them)."""
+    paths = [Path(p).resolve() for p in paths]
+    if len(paths) == 1 and (paths[0] / SWEEP_FILE).exists():
+        return paths[0]
+    return Path(os.path.commonpath([p.parent for p in paths]))

@@ -128,6 +128,7 @@ def evaluate(cascade: nn.Module, store: ActivationStore, scale: float, config: E
             levels[str(l)]["n_latents"] = widths[l - 1]
         for l, pi in enumerate(parents, start=2):
             levels[str(l)]["orphans"] = int((pi < 0).sum())
+            levels[str(l)]["concepts"] = int(len(np.unique(pi[pi >= 0])))  # latents with a child
         if embeddings is not None and parents:
             vectors = level1_vectors(cascade, store, scale, embeddings, config)
             for report in hms_by_level(vectors, parents, top_level_size=widths[-1], null_draws=config.null_draws):

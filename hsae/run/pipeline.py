@@ -56,6 +56,26 @@ def prepare_store(recipe: Recipe, run: RunDir, hooks: Hooks) -> ActivationStore:
     return store
 
 
+def prepare_test_store(recipe: Recipe, run: RunDir, store: ActivationStore) -> ActivationStore | None:
+    """The test store evaluation reads, or None (evaluation reads the training store): the user's
+    ``data.test_activations``, or the extraction stage's test draw (``extract.test_dataset``),
+    written beside the training store. Its width must be the training store's."""
+    if recipe.data.test_activations is not None:
+        test = ActivationStore(recipe.data.test_activations)
+    elif recipe.extract is not None and recipe.extract.get("test_dataset"):
+        from hsae.extract import run_extraction
+        from hsae.extract.config import held_out_section
+
+        run_extraction(held_out_section(recipe.extract), run.test_store)
+        test = ActivationStore(run.test_store)
+    else:
+        return None
+    if test.width != store.width:
+        raise BadInput(f"the test store {test.path} has width {test.width}, the training store {store.path} "
+                       f"width {store.width}; both must come from the same model and layer")
+    return test
+
+
 def image_embeddings(recipe: Recipe, store: ActivationStore, run: RunDir) -> np.ndarray | None:
     """Fixed-backbone embeddings of the store's images (row = image id), or None (no HMS)."""
     if recipe.eval.backbone is None:
@@ -85,7 +105,7 @@ def run_recipe(recipe: Recipe, tree: dict, run: RunDir, hooks: Hooks, fresh: boo
         check_run_dir(run, tree, fresh, force)
         run.write_recipe(tree)
         store = prepare_store(recipe, run, hooks)
-        return train_and_evaluate(recipe, run, store, hooks)
+        return train_and_evaluate(recipe, run, store, hooks, prepare_test_store(recipe, run, store))
 
 
 def trainer_for(recipe: Recipe, run: RunDir, store: ActivationStore) -> Trainer:
@@ -94,12 +114,16 @@ def trainer_for(recipe: Recipe, run: RunDir, store: ActivationStore) -> Trainer:
                    build=lambda width: build_model(width, recipe.model, recipe.train.steps))
 
 
-def train_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, hooks: Hooks) -> dict:
-    """Train the recipe's model on ``store``, save and evaluate it; returns metrics.json's content."""
+def train_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, hooks: Hooks,
+                       test_store: ActivationStore | None = None) -> dict:
+    """Train the recipe's model on ``store``, save and evaluate it (on ``test_store`` when there is
+    one); returns metrics.json's content."""
     callback = hooks.train_progress(recipe.train.steps) if hooks.train_progress else None
-    result = trainer_for(recipe, run, store).fit(callback)
+    trainer = trainer_for(recipe, run, store)
+    hooks.message(f"training on {trainer.cfg.device}")
+    result = trainer.fit(callback)
     report_training(result, hooks)
-    return save_and_evaluate(recipe, run, store, result)
+    return save_and_evaluate(recipe, run, store, result, test_store=test_store)
 
 
 def report_training(result: TrainResult, hooks: Hooks, name: str | None = None) -> None:
@@ -112,24 +136,29 @@ def report_training(result: TrainResult, hooks: Hooks, name: str | None = None) 
 
 
 def save_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, result: TrainResult,
-                      extra: dict | None = None) -> dict:
-    """Save a trained model with ``extra`` in config.json and evaluate it; returns metrics.json's content."""
+                      extra: dict | None = None, test_store: ActivationStore | None = None) -> dict:
+    """Save a trained model with ``extra`` in config.json (with the stores and the training
+    device) and evaluate it; returns metrics.json's content."""
     run.save_model(result.cascade, result.scale, recipe.model, recipe.train.steps,
-                   {"store": str(store.path.resolve()), **(extra or {})})
-    return evaluate_run(run, recipe, store)
+                   {"store": str(store.path.resolve()),
+                    "test_store": None if test_store is None else str(test_store.path.resolve()),
+                    "device": result.device, **(extra or {})})
+    return evaluate_run(run, recipe, test_store or store)
 
 
 def evaluate_run(run: RunDir, recipe: Recipe | None = None, store: ActivationStore | None = None) -> dict:
-    """(Re)compute metrics.json and hierarchy.json of a finished run."""
+    """(Re)compute metrics.json and hierarchy.json of a finished run, on its test store when it
+    has one (``split`` in metrics.json says which)."""
     with reading(run.root):
         cascade, config = run.load_model()
-        scale, store_path = float(config["scale"]), Path(config["store"])
+        scale, store_path = float(config["scale"]), Path(config.get("test_store") or config["store"])
     if recipe is None:
         recipe = parse_recipe(run.read_recipe_tree() or {}, str(run.recipe))
     if store is None:
         store = ActivationStore(store_path)
     metrics, hierarchy = evaluate(cascade, store, scale, recipe.eval, image_embeddings(recipe, store, run))
     metrics["recipe"] = recipe.name
+    metrics["split"] = "test" if config.get("test_store") else "train"
     write_json(run.metrics, metrics)
     write_json(run.hierarchy, hierarchy)
     return metrics

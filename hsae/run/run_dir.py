@@ -10,6 +10,7 @@
     hierarchy.json      per level, the parent of every atom (−1: none) and the children of every latent
     checkpoints/        step-NNNNNNNN/ folders (hsae.train.checkpoint)
     activations.h5      the store, when the recipe's data came from a dataset plugin
+    test_activations.h5 the test store, when the extraction stage draws a test split
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from hsae import __version__
+from hsae.version import __version__
 from hsae.errors import BadInput
 from hsae.methods import build_model, method_spec
 from hsae.recipe.schema import ModelConfig
@@ -78,6 +79,7 @@ class RunDir:
     hierarchy = property(lambda self: self.root / "hierarchy.json")
     checkpoints = property(lambda self: self.root / "checkpoints")
     store = property(lambda self: self.root / "activations.h5")
+    test_store = property(lambda self: self.root / "test_activations.h5")
 
     def write_recipe(self, tree: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -16,12 +16,13 @@ from pathlib import Path
 from hsae.run.compare import SWEEP_FILE
 from hsae.errors import BadInput
 from hsae.run import lock as run_lock
-from hsae.run.pipeline import Hooks, check_run_dir, prepare_store, report_training, save_and_evaluate, trainer_for
+from hsae.run.pipeline import (Hooks, check_run_dir, prepare_store, prepare_test_store, report_training,
+                               save_and_evaluate, trainer_for)
 from hsae.recipe.schema import SWEEP_STORES
 from hsae.run.variants import VariantRecipe
 from hsae.run.run_dir import RunDir, write_json
 from hsae.store import ActivationStore
-from hsae.train.trainer import batch_stream, fit_together
+from hsae.train.trainer import batch_stream, fit_together, scales_activations
 
 
 def shared_pass_groups(variants: list[VariantRecipe]) -> list[list[int]]:
@@ -31,7 +32,8 @@ def shared_pass_groups(variants: list[VariantRecipe]) -> list[list[int]]:
     groups: dict[object, list[int]] = {}
     for i, variant in enumerate(variants):
         recipe = variant.recipe
-        key = (variant.source_key, batch_stream(recipe.train, recipe.data.normalize)) if recipe.train.shared_pass else i
+        stream = batch_stream(recipe.train, scales_activations(recipe.model, recipe.data.normalize))
+        key = (variant.source_key, stream) if recipe.train.shared_pass else i
         groups.setdefault(key, []).append(i)
     return list(groups.values())
 
@@ -53,7 +55,7 @@ def _run_variants(variants: list[VariantRecipe], out: Path, hooks: Hooks, force:
     for variant, run in zip(variants, runs):  # refuse before anything is trained
         check_run_dir(run, variant.tree, force=force)
     write_json(out / SWEEP_FILE, {"variants": [{"name": v.name, "label": v.label} for v in variants]})
-    stores: dict[str, ActivationStore] = {}
+    stores: dict[str, tuple[ActivationStore, ActivationStore | None]] = {}
     for group in shared_pass_groups(variants):
         members = [variants[i] for i in group]
         numbers = ", ".join(str(i + 1) for i in group)
@@ -63,23 +65,29 @@ def _run_variants(variants: list[VariantRecipe], out: Path, hooks: Hooks, force:
         for i in group:
             runs[i].write_recipe(variants[i].tree)
         for variant in members:  # one source per group; each variant's data.width is checked
-            store = _store_of(variant, stores, out, hooks)
+            store, test_store = _store_of(variant, stores, out, hooks)
         callback = hooks.train_progress(members[0].recipe.train.steps) if hooks.train_progress else None
-        results = fit_together([trainer_for(variants[i].recipe, runs[i], store) for i in group], callback)
+        trainers = [trainer_for(variants[i].recipe, runs[i], store) for i in group]
+        hooks.message(f"training on {trainers[0].cfg.device}")
+        results = fit_together(trainers, callback)
         for i, result in zip(group, results):
             variant = variants[i]
             report_training(result, hooks, variant.name)
-            save_and_evaluate(variant.recipe, runs[i], store, result, {"variant": variant.name, "label": variant.label})
+            save_and_evaluate(variant.recipe, runs[i], store, result, {"variant": variant.name, "label": variant.label},
+                              test_store)
     return runs
 
 
-def _store_of(variant: VariantRecipe, stores: dict[str, ActivationStore], out: Path, hooks: Hooks) -> ActivationStore:
-    """The store of the variant's activation source, made at its first use in ``<out>/stores/<k>/``."""
+def _store_of(variant: VariantRecipe, stores: dict[str, tuple[ActivationStore, ActivationStore | None]], out: Path,
+              hooks: Hooks) -> tuple[ActivationStore, ActivationStore | None]:
+    """The training and test stores of the variant's activation source, made at its first use in
+    ``<out>/stores/<k>/`` (no test store: None)."""
     key = variant.source_key
     if key not in stores:
         holder = RunDir(out / SWEEP_STORES / str(len(stores) + 1))
         holder.root.mkdir(parents=True, exist_ok=True)
-        stores[key] = prepare_store(variant.recipe, holder, hooks)
+        store = prepare_store(variant.recipe, holder, hooks)
+        stores[key] = store, prepare_test_store(variant.recipe, holder, store)
     elif variant.recipe.data.width is not None:
-        stores[key].check_width(variant.recipe.data.width)
+        stores[key][0].check_width(variant.recipe.data.width)
     return stores[key]

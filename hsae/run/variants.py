@@ -34,7 +34,8 @@ class VariantRecipe:
 def source_key(tree: dict) -> str:
     data = tree.get("data") or {}
     return json.dumps({"dataset": data.get("dataset"), "activations": data.get("activations"),
-                       "extract": tree.get("extract")}, sort_keys=True, default=str)
+                       "test_activations": data.get("test_activations"), "extract": tree.get("extract")},
+                      sort_keys=True, default=str)
 
 
 def expand_variants(tree: dict, overrides: list[str], source: str, base_dir: Path | None = None) -> list[VariantRecipe]:

@@ -9,7 +9,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from hsae import __version__
+from hsae.version import __version__
 from hsae.errors import BadInput
 from hsae.store.journal import Journal, discard
 from hsae.store.layout import (

@@ -33,6 +33,7 @@ from hsae.recipe.schema import TrainConfig
 from hsae.sae.factored import FactoredGradient, GradientFactors, factored_gradients
 from hsae.sae.sae import SAE, remove_parallel
 from hsae.train.nonfinite import skips_batch
+from hsae.train.device import device_type
 from hsae.train.precision import autocast
 
 LATENT_BLOCKS = 8
@@ -51,7 +52,7 @@ def takes_lean_step(cfg: TrainConfig, params: list[torch.Tensor]) -> bool:
     when some parameter has at least :data:`LEAN_FROM_ENTRIES` entries, otherwise fast."""
     if cfg.memory != "auto":
         return cfg.memory == "lean"
-    return torch.device(cfg.device).type == "cpu" and max((p.numel() for p in params), default=0) >= LEAN_FROM_ENTRIES
+    return device_type(cfg) == "cpu" and max((p.numel() for p in params), default=0) >= LEAN_FROM_ENTRIES
 
 
 def lean_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, step: int,
@@ -66,7 +67,7 @@ def lean_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
     with factored_gradients() as factors:
         with autocast(cfg):
             out = model(x, step)
-        if skips_batch(cfg, out.loss):
+        if not out.loss.requires_grad or skips_batch(cfg, out.loss):  # frozen levels only, or a skipped batch
             return out
         (out.loss if scaler is None else scaler.scale(out.loss)).backward()
     model.after_backward()

@@ -7,6 +7,7 @@ import contextlib
 import torch
 
 from hsae.recipe.schema import TrainConfig
+from hsae.train.device import device_type
 
 
 def autocast(cfg: TrainConfig):
@@ -14,4 +15,4 @@ def autocast(cfg: TrainConfig):
     thresholds and EMAs stay float32."""
     if cfg.precision == "float32":
         return contextlib.nullcontext()
-    return torch.autocast(torch.device(cfg.device).type, dtype=getattr(torch, cfg.precision))
+    return torch.autocast(device_type(cfg), dtype=getattr(torch, cfg.precision))

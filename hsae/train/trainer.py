@@ -23,12 +23,14 @@ import torch
 from hsae.cascade.cascade import Cascade, CascadeOutput
 from hsae.cascade.config import CascadeConfig
 from hsae.errors import BadInput, HsaeError, Interrupted
+from hsae.interfaces.encoder import Encoder
 from hsae.run.run_dir import RunDir
 from hsae.recipe.schema import TrainConfig
 from hsae.store import ActivationStore
 from hsae.store.prefetch import Prefetcher
 from hsae.train import stop
 from hsae.train.checkpoint import resume_point, save_checkpoint
+from hsae.train.device import train_device
 from hsae.train.lean_step import lean_train_step, takes_lean_step
 from hsae.train.memory_budget import check_fits
 from hsae.train.nonfinite import all_finite, skips_batch
@@ -41,11 +43,25 @@ StepCallback = Callable[[int, dict | None], None]
 SCALE_ROWS = 8192
 
 
-def global_scale(store: ActivationStore) -> float:
-    """Factor c with E||c·x||² = d, estimated on the store's first rows (deterministic)."""
+def global_scale(store: ActivationStore, normalize: bool | str = True) -> float:
+    """Factor c with E||c·x||² = d (``normalize`` true or 'width') or = 1 ('unit', the paper's,
+    spec §9), estimated on the store's first rows (deterministic); 1 when ``normalize`` is false."""
+    if normalize is False:
+        return 1.0
     x = torch.as_tensor(store.rows(0, min(store.n_rows, SCALE_ROWS)), dtype=torch.float64)
     mean_sq = float(x.pow(2).sum(1).mean())
-    return (store.width / mean_sq) ** 0.5 if mean_sq > 0 else 1.0
+    target = 1.0 if normalize == "unit" else store.width
+    return (target / mean_sq) ** 0.5 if mean_sq > 0 else 1.0
+
+
+def scheduled_values(model: torch.nn.Module, step: int, steps: int) -> dict[str, dict[str, float]]:
+    """Set every encoder's step-dependent schedule for ``step`` (:meth:`Encoder.at_step`); the
+    values set, by the encoder's module name (e.g. ``levels.1.encoder``)."""
+    values = {}
+    for name, module in model.named_modules():
+        if isinstance(module, Encoder) and (scheduled := module.at_step(step, steps)):
+            values[name] = scheduled
+    return values
 
 
 def step_metrics(step: int, lr: float, out: CascadeOutput, cascade: Cascade, dead_window: int) -> dict:
@@ -72,7 +88,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torc
     optimizer.zero_grad(set_to_none=True)
     with autocast(cfg):
         out = model(x, step)
-    if skips_batch(cfg, out.loss):
+    if not out.loss.requires_grad or skips_batch(cfg, out.loss):  # frozen levels only, or a skipped batch
         return out
     (out.loss if scaler is None else scaler.scale(out.loss)).backward()
     if scaler is not None:
@@ -94,10 +110,17 @@ class TrainResult:
     cascade: Cascade
     scale: float
     resumed_from: int | None
+    device: str  # the device it trained on ('auto' resolved)
     notes: list[str]  # checkpoints passed over on resume, batches skipped
 
 
-def batch_stream(train: TrainConfig, normalize: bool) -> tuple:
+def scales_activations(model: CascadeConfig, normalize: bool | str) -> bool | str:
+    """How training scales activations: ``data.normalize`` (see :func:`global_scale`), unless
+    level 1 is an imported SAE, which reads raw activations."""
+    return False if model.imported else normalize
+
+
+def batch_stream(train: TrainConfig, normalize: bool | str) -> tuple:
     """What decides a run's batches and how they are fed: runs on one store with equal streams
     read the identical batches, so they can be trained together (:func:`fit_together`)."""
     return train.batch_size, train.seed, train.steps, normalize, train.device, train.threads
@@ -108,9 +131,10 @@ class Trainer:
     with the Cascade's training methods will do (the baselines of ``hsae.methods``)."""
 
     def __init__(self, model: CascadeConfig, train: TrainConfig, store: ActivationStore, run: RunDir,
-                 normalize: bool = True, build: Callable[[int], torch.nn.Module] | None = None):
-        self.model_config, self.cfg, self.store, self.run = model, train, store, run
-        self.normalize = normalize
+                 normalize: bool | str = True, build: Callable[[int], torch.nn.Module] | None = None):
+        self.model_config, self.store, self.run = model, store, run
+        self.cfg = train.model_copy(update={"device": str(train_device(train))})  # 'auto' resolved
+        self.normalize = scales_activations(model, normalize)
         self.build = build or (lambda width: Cascade(width, self.model_config))
 
     @property
@@ -199,6 +223,7 @@ class _Member:
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
         buffers = self._buffers() if cfg.nonfinite == "skip" else None
+        schedule = scheduled_values(model, step, cfg.steps)
         out = train_step(model, optimizer, x * self.scale, step, cfg, self.params, self.scaler)
         logged = step % cfg.log_every == 0 or step == cfg.steps - 1
         # every step on the CPU; on a GPU only where the host waits anyway (a log line), as the
@@ -208,6 +233,8 @@ class _Member:
         metrics = None
         if logged:
             metrics = step_metrics(step, cfg.lr * factor, out, model, cfg.dead_window)
+            if schedule:
+                metrics["schedule"] = schedule
             self.log.write(json.dumps(metrics) + "\n")
             self.log.flush()
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
@@ -272,7 +299,7 @@ def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) 
         torch.set_num_threads(cfg.threads)
     members = [_Member(trainer) for trainer in trainers]
     if any(member.scale is None for member in members):
-        scale = global_scale(first.store) if first.normalize else 1.0
+        scale = global_scale(first.store, first.normalize)
         for member in members:
             member.scale = scale if member.scale is None else member.scale
     start = min(member.start for member in members)
@@ -292,7 +319,7 @@ def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) 
                 callback(step, metrics[0] if len(members) == 1 else None)
             if stop.requested() is not None and step + 1 < cfg.steps:
                 _stop_now(members, step + 1)
-    return [TrainResult(member.model, member.scale, member.start or None, member.notes) for member in members]
+    return [TrainResult(member.model, member.scale, member.start or None, cfg.device, member.notes) for member in members]
 
 
 def _stop_now(members: list[_Member], steps_done: int) -> None:

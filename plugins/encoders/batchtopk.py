@@ -7,18 +7,21 @@ import math
 import torch
 from pydantic import Field
 
-from hsae.interfaces.encoder import Encoder, Encoding
+from hsae.interfaces.encoder import Encoder, Encoding, SAELensForm
 from hsae.interfaces.plugin import PluginConfig
 from hsae.interfaces.sparse import Projection, SparseCode, SparseSelector, Support
+from hsae_plugins.encoders.k_anneal import AnnealedK, KAnneal
 
 
 class BatchTopKConfig(PluginConfig):
     k: float = Field(32, gt=0, description="average non-zeros per row; k·B are kept over a batch of B rows")
     threshold_beta: float = Field(0.999, ge=0, lt=1, description="EMA factor of the inference threshold")
     threshold_start: int = Field(0, ge=0, description="training batches before the threshold EMA starts")
+    k_anneal: KAnneal | None = Field(
+        None, description="anneal k linearly from `start` down to k over a `fraction` of the steps (null: off)")
 
 
-class BatchTopKEncoder(Encoder):
+class BatchTopKEncoder(AnnealedK, Encoder):
     """BatchTopK SAE: keep the k·B largest ReLU(p) over the batch; at inference z = p·1[p > θ]
     (or the batch rule again, per batch, with ``batch_inference``)."""
 
@@ -49,9 +52,13 @@ class BatchTopKEncoder(Encoder):
             self._update_threshold(top.detach())
         return Encoding(z, z.new_zeros(z.shape[0]))
 
+    def saelens_form(self, b_enc):
+        """At inference a JumpReLU SAE with θ_j = θ for every latent (as SAELens exports BatchTopK)."""
+        return SAELensForm("jumprelu", {"b_enc": b_enc, "threshold": self.threshold.expand(self.n_latents).clone()})
+
     def budget(self, n_rows: int, n_latents: int) -> int:
-        """Entries kept over a batch: ⌈k·B⌉, at most B·n."""
-        return min(n_rows * n_latents, math.ceil(self.config.k * n_rows))
+        """Entries kept over a batch: ⌈k·B⌉ (k of the current step while it anneals), at most B·n."""
+        return min(n_rows * n_latents, math.ceil(self.k_now * n_rows))
 
     def sparse_selector(self, n_rows: int) -> SparseSelector | None:
         return _BatchTopKSelector(self, n_rows) if self.training else None

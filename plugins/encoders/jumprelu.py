@@ -8,7 +8,7 @@ import math
 import torch
 from pydantic import Field
 
-from hsae.interfaces.encoder import Encoder, Encoding
+from hsae.interfaces.encoder import Encoder, Encoding, SAELensForm
 from hsae.interfaces.plugin import PluginConfig
 
 
@@ -60,6 +60,7 @@ class JumpReLUEncoder(Encoder):
     """JumpReLU SAE: σ(p) = p·H(p − θ_j), θ = exp(log θ) learned; S(z) = Σ_j H(p_j − θ_j) (L0)."""
 
     Config = JumpReLUConfig
+    saelens_architecture = "jumprelu"
 
     def __init__(self, config=None, *, n_inputs: int, n_latents: int):
         super().__init__(config, n_inputs=n_inputs, n_latents=n_latents)
@@ -71,3 +72,12 @@ class JumpReLUEncoder(Encoder):
         z = _JumpReLU.apply(pre, threshold, self.config.bandwidth)
         l0 = _Step.apply(pre, threshold, self.config.bandwidth).sum(-1)
         return Encoding(z, l0)
+
+    def saelens_form(self, b_enc):
+        return SAELensForm("jumprelu", {"b_enc": b_enc, "threshold": self.log_threshold.exp()})
+
+    @classmethod
+    def from_saelens(cls, tensors):
+        """log θ from SAELens's θ (θ ≤ 0 becomes a tiny positive threshold: the codes are ≥ 0 either way)."""
+        threshold = tensors["threshold"].clamp_min(torch.finfo(tensors["threshold"].dtype).tiny)
+        return tensors["b_enc"], {"log_threshold": threshold.log()}

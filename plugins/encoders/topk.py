@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from pydantic import Field
 
-from hsae.interfaces.encoder import Encoder, Encoding
+from hsae.interfaces.encoder import Encoder, Encoding, SAELensForm
 from hsae.interfaces.plugin import PluginConfig
 from hsae.interfaces.sparse import Projection, SparseCode, SparseSelector, Support
+from hsae_plugins.encoders.k_anneal import AnnealedK, KAnneal
 
 
 class TopKConfig(PluginConfig):
     k: int = Field(32, ge=1, description="non-zeros kept per row")
+    k_anneal: KAnneal | None = Field(
+        None, description="anneal k linearly from `start` down to k over a `fraction` of the steps; per row "
+        "⌈k(step)⌉ are kept (null: off)")
     aux_k: int = Field(0, ge=0, description="dead latents used by the AuxK loss (0: off)")
     aux_coef: float = Field(1 / 32, ge=0, description="weight of the AuxK loss")
     dead_after: int = Field(10_000_000, ge=1, description="rows without firing after which a latent counts as dead for AuxK")
@@ -33,10 +39,12 @@ def _positive_rows(top: torch.Tensor, index: torch.Tensor, latents: torch.Tensor
     return rows, chosen if latents is None else latents[chosen], top[keep]
 
 
-class TopKEncoder(Encoder):
-    """TopK SAE: keep the k largest entries of ReLU(p) per row; no S term; optional AuxK."""
+class TopKEncoder(AnnealedK, Encoder):
+    """TopK SAE: keep the k largest entries of ReLU(p) per row (⌈k(step)⌉ while k anneals); no S
+    term; optional AuxK."""
 
     Config = TopKConfig
+    saelens_architecture = "topk"
 
     @classmethod
     def size_problems(cls, config: TopKConfig, n_latents: int) -> list[str]:
@@ -54,15 +62,36 @@ class TopKEncoder(Encoder):
         self.register_buffer("rows_since_fired", torch.zeros(n_latents, dtype=torch.long))
 
     @property
+    def row_k(self) -> int:
+        """Non-zeros kept per row now: ⌈k_now⌉."""
+        return math.ceil(self.k_now)
+
+    @property
     def _tracks_dead(self) -> bool:
         return self.training and self.config.aux_k > 0
 
     def encode(self, proj: torch.Tensor, b_enc: torch.Tensor, dec_norm: torch.Tensor) -> Encoding:
         pre = proj + b_enc
-        z = keep_topk(pre, self.config.k)
+        z = keep_topk(pre, self.row_k)
         if self._tracks_dead:
             self._count_rows(z.shape[0], (z > 0).any(0))
         return Encoding(z, z.new_zeros(z.shape[0]), {"pre": pre})
+
+    def saelens_form(self, b_enc):
+        return SAELensForm("topk", {"b_enc": b_enc}, {"k": self.config.k, "rescale_acts_by_decoder_norm": False})
+
+    @classmethod
+    def saelens_options(cls, cfg):
+        if cfg.get("rescale_acts_by_decoder_norm"):
+            raise ValueError("a TopK SAE with rescale_acts_by_decoder_norm: true has no hsae equivalent; "
+                             "fold the decoder norms into W_enc first (SAE.fold_W_dec_norm) and save it again")
+        if "k" not in cfg:
+            raise ValueError("key 'k' is missing")
+        return {"k": int(cfg["k"])}
+
+    @classmethod
+    def from_saelens(cls, tensors):
+        return tensors["b_enc"], {}
 
     @torch.no_grad()
     def _count_rows(self, n_rows: int, fired: torch.Tensor) -> None:
@@ -104,7 +133,7 @@ class _TopKSelector(SparseSelector):
 
     def __init__(self, encoder: TopKEncoder, n_rows: int):
         self.encoder, self.n_rows = encoder, n_rows
-        self.k = min(encoder.config.k, encoder.n_latents)
+        self.k = min(encoder.row_k, encoder.n_latents)
         self.capacity = n_rows * self.k
         self.candidates = None
         if encoder._tracks_dead:

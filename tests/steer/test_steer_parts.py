@@ -141,3 +141,21 @@ def test_question_labels_are_a_per_row_permutation_and_answers_map_back():
     assert {arm: v.expressed for arm, v in verdicts.items()} == {arm: arm == "cluster" for arm in captions}
     broken = verdicts_from('{"A": {"expressed": true}}', labels)
     assert all(v.expressed is None and "no verdict for label" in v.error for v in broken.values())
+
+
+def test_hsae_plugins_lists_the_judges_and_labellers(capsys, monkeypatch):
+    from hsae.cli.app import main
+
+    monkeypatch.setattr("sys.argv", ["hsae", "plugins"])
+    monkeypatch.setenv("COLUMNS", "300")
+    try:
+        main()
+    except SystemExit as exc:
+        assert not exc.code
+    out = capsys.readouterr().out
+    judges = out[out.index("hsae.judges"):out.index("hsae.labellers")]
+    labellers = out[out.index("hsae.labellers"):]
+    for name in ("keyword", "hf_vlm", "openai_compatible"):
+        assert f" {name} " in judges
+    for name in ("class_names", "vlm", "openai_compatible"):
+        assert f" {name} " in labellers

@@ -59,9 +59,9 @@ class Reads:
                 self.batches += 1
                 yield batch
 
-        def counted_scale(store):
+        def counted_scale(store, normalize=True):
             self.scales += 1
-            return scale(store)
+            return scale(store, normalize)
 
         monkeypatch.setattr(ActivationStore, "batches", counted_batches)
         monkeypatch.setattr(trainer_module, "global_scale", counted_scale)

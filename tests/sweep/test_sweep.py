@@ -47,6 +47,7 @@ def test_compare_of_chosen_runs_and_eval_of_a_baseline_run(tiny_sweep, tmp_path)
     assert code == 0, output
     assert "HAC" in output and "Matryoshka" in output
     assert (tmp_path / "compare.md").exists() and (tmp_path / "compare.csv").exists()
+    assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     copy = tmp_path / "matryoshka"
     shutil.copytree(out / "matryoshka", copy)
@@ -71,3 +72,17 @@ def test_a_finished_sweep_run_again_trains_nothing_and_gives_the_same_table(tiny
 def test_compare_refuses_what_is_not_a_finished_run(tmp_path):
     code, output = hsae("compare", tmp_path)
     assert code == 2 and "not a finished run" in output
+
+
+def test_compare_without_out_writes_beside_the_runs_not_in_the_current_folder(tiny_sweep, tmp_path, monkeypatch):
+    out, _ = tiny_sweep
+    runs = tmp_path / "runs"
+    for name in ("hac", "matryoshka"):
+        shutil.copytree(out / name, runs / name)
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    code, output = hsae("compare", runs / "hac", runs / "matryoshka")
+    assert code == 0, output
+    assert list(cwd.iterdir()) == []
+    assert {p.name for p in runs.iterdir()} >= {"compare.md", "compare.csv", "compare.png"}

@@ -1,0 +1,1 @@
+"""The hierarchy browser: a finished run as a static site (hsae browse)."""

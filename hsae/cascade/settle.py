@@ -1,0 +1,168 @@
+"""[hsae] Settling an upper level: its number of concepts and their members, from the atoms below.
+
+Level l ≥ 2 groups the atoms of level l−1 (Eq. 7-9, 21). With more latents than concepts, the
+reconstruction alone always prefers to split a family across the spare latents
+(docs/cascade.md, "Settling the upper levels"), so at fixed steps the level is re-initialised
+from a clustering of the live atoms below whose size is chosen by the data:
+
+1. average linkage of the live atoms, cut into ``n_l`` clusters (the level's width);
+2. spherical k-means refinement: every atom joins its nearest cluster mean;
+3. while two clusters are *indistinct*, merge the most similar pair and refine again.
+
+Similarities are always measured between the unit level-1 atoms beneath: an atom of level
+l−1 ≥ 2 stands for the mean of the level-1 atoms of its cluster, and two such means have as
+product the mean cosine between their atoms (average linkage), which does not shrink with the
+number of children the way the cosine of two cluster centroids does. Clusters c and e (sizes
+n_c, n_e) have the cross-similarity x_ce = mean similarity over their member pairs, and each has the cohesion w_c = mean cosine over its own member pairs (a
+singleton takes the median cohesion of the clusters with two or more members, or, while there
+are fewer than three of those, the median over atoms of the cosine to their nearest neighbour). They are indistinct when
+
+    x_ce > z · q_ce / √(d · n_c n_e)                          (they are related at all)
+    and [ x_ce ≥ ρ · √(w_c w_e)                               (the ratio rule)
+          or x_ce − √(w_c w_e) > −z · (q_ce − √(w_c w_e)) / √(d · n_c n_e) ]   (the noise rule)
+
+with q_ce the geometric mean of the clusters' mean self-similarity (1 for unit atoms).
+
+The ratio rule is scale-free: children at cosine s from a parent have pairwise cosine s², two
+sibling families of a grandparent at cosine s' meet at s² s'², so the ratio tells siblings
+(≈ 1) from cousins (s'²) at any level and any data scale; it cannot tell them apart once s'²
+reaches ρ (s' ≥ 0.84 at ρ = 0.7). The noise rule keeps two clusters together when their
+difference is within z standard errors of what random residuals in R^d give (a child is
+s · parent plus an independent residual), which matters when s is small; and nothing merges
+that is not related beyond that noise.
+
+The level's decoder then holds the normalised cluster means, its encoder the same rows, and its
+``b_dec`` stays zero from then on (a settled level is a spherical k-means of unit atoms; a learned
+offset would tilt the cosines its clusters were chosen by), and the latents beyond the cluster
+count are *pruned*: they can never fire (``PRUNED_BIAS``), so they never reach the level above.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
+from torch import nn
+
+PRUNED_BIAS = -1.0e4
+"""b_enc of a pruned latent: its pre-activation never wins a TopK slot nor passes a ReLU."""
+
+REFINE_ITERATIONS = 20
+MIN_REFERENCE_CLUSTERS = 3
+
+
+def _unit_rows(a: np.ndarray) -> np.ndarray:
+    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+
+def refine(items: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Spherical k-means from ``labels``: each item moves to the cluster whose normalised mean
+    it has the largest product with, until nothing moves; returns labels 0..k−1 (none empty)."""
+    labels = np.unique(labels, return_inverse=True)[1]
+    for _ in range(REFINE_ITERATIONS):
+        means = np.zeros((labels.max() + 1, items.shape[1]))
+        np.add.at(means, labels, items)
+        moved = (items @ _unit_rows(means).T).argmax(1)
+        moved = np.unique(moved, return_inverse=True)[1]
+        if np.array_equal(moved, labels):
+            break
+        labels = moved
+    return labels
+
+
+def indistinct(similarity: np.ndarray, labels: np.ndarray, ratio: float, z: float, dim: int, nearest: float):
+    """The most similar pair of clusters that is indistinct (ratio or noise rule), or None;
+    ``nearest``: the median similarity of an atom to its nearest other atom, a singleton's
+    cohesion while fewer than MIN_REFERENCE_CLUSTERS clusters have two members."""
+    k = labels.max() + 1
+    member = np.zeros((k, len(labels)))
+    member[labels, np.arange(len(labels))] = 1.0
+    size = member.sum(1)
+    sums = member @ similarity @ member.T
+    pairs = size * (size - 1)
+    cohesion = np.full(k, np.nan)
+    multi = pairs > 0
+    self_sums = member @ np.diag(similarity)  # Σ over members of their self-similarity (1 for unit items)
+    cohesion[multi] = (np.diag(sums)[multi] - self_sums[multi]) / pairs[multi]
+    fallback = float(np.median(cohesion[multi])) if multi.sum() >= MIN_REFERENCE_CLUSTERS else nearest
+    cohesion = np.clip(np.where(multi, cohesion, fallback), 1e-6, None)
+    cross = sums / np.outer(size, size)
+    reference = np.sqrt(np.outer(cohesion, cohesion))
+    self_similarity = self_sums / size
+    scale = np.sqrt(np.outer(self_similarity, self_similarity))
+    error = 1.0 / np.sqrt(dim * np.outer(size, size))
+    related = cross > z * scale * error
+    same = related & ((cross >= ratio * reference) | (cross - reference > -z * np.clip(scale - reference, 0.0, None) * error))
+    score = np.where(same, cross / reference, -np.inf)
+    np.fill_diagonal(score, -np.inf)
+    best = np.unravel_index(np.argmax(score), score.shape)
+    return None if not np.isfinite(score[best]) else best
+
+
+def distinct_clusters(items: np.ndarray, start: int, ratio: float, z: float) -> np.ndarray:
+    """Labels 0..k−1 of ``items`` with k ≤ ``start`` chosen by the rules of the module. An item
+    is the mean of the unit level-1 atoms beneath it (a level-1 atom itself at level 2), so the
+    similarity of two items, ``items @ items.T``, is the mean cosine between their atoms."""
+    items = np.asarray(items, dtype=np.float64)
+    n = len(items)
+    if n <= 1:
+        return np.zeros(n, dtype=np.int64)
+    similarity = items @ items.T
+    distance = np.clip(1.0 - similarity, 0.0, None)
+    np.fill_diagonal(distance, 0.0)
+    tree = linkage(squareform(distance, checks=False), method="average")
+    labels = refine(items, fcluster(tree, min(start, n), "maxclust") - 1)
+    nearest = float(np.median(np.max(similarity - 4.0 * np.eye(n), axis=1)))
+    while labels.max() > 0:
+        pair = indistinct(similarity, labels, ratio, z, items.shape[1], nearest)
+        if pair is None:
+            break
+        labels = refine(items, np.where(labels == pair[1], pair[0], labels))
+    return labels.astype(np.int64)
+
+
+def group_means(items: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Row k: the mean of the items labelled k (the items of the level above)."""
+    means = np.zeros((labels.max() + 1, items.shape[1]))
+    np.add.at(means, labels, items)
+    return means / np.bincount(labels)[:, None]
+
+
+class Concepts(nn.Module):
+    """Which latents of a settled level are in use (``alive``); the others are pruned."""
+
+    def __init__(self, n_latents: int):
+        super().__init__()
+        self.register_buffer("alive", torch.ones(n_latents, dtype=torch.bool))
+
+    @property
+    def count(self) -> int:
+        return int(self.alive.sum())
+
+    @torch.no_grad()
+    def enforce(self, sae) -> None:
+        """Keep b_dec at zero and pruned latents silent: zero encoder rows, b_enc = PRUNED_BIAS."""
+        sae.b_dec.zero_()
+        dead = ~self.alive
+        if dead.any():
+            sae.W_enc[dead] = 0.0
+            sae.b_enc[dead] = PRUNED_BIAS
+
+    @torch.no_grad()
+    def settle(self, sae, items: np.ndarray, ratio: float, z: float) -> np.ndarray:
+        """Re-initialise ``sae`` (a level) from the distinct clusters of ``items`` (one per live
+        atom of the level below: the mean of the unit level-1 atoms beneath it): decoder columns
+        and encoder rows = the clusters' normalised means, b_enc = 0; the remaining latents are
+        pruned. Returns the labels (cluster k is latent k)."""
+        labels = distinct_clusters(items, sae.n_latents, ratio, z)
+        centroids = torch.as_tensor(_unit_rows(group_means(items, labels)), dtype=sae.W_dec.dtype,
+                                    device=sae.W_dec.device)
+        k = len(centroids)
+        sae.W_dec[:, :k] = centroids.t()
+        sae.W_enc[:k] = centroids
+        sae.b_enc[:k] = 0.0
+        self.alive.zero_()
+        self.alive[:k] = True
+        self.enforce(sae)
+        return labels

@@ -1,0 +1,1 @@
+"""Other libraries' formats, read and written (SAELens)."""
