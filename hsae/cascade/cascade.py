@@ -8,6 +8,7 @@ Eq. 34-35 deciding how L_l reaches the level below.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,8 @@ from hsae import registry
 from hsae.cascade.config import CascadeConfig, LevelConfig
 from hsae.cascade.hierarchy import assign_parents
 from hsae.cascade.settle import Concepts, group_means
+from hsae.interfaces import data_parallel
+from hsae.interfaces.data_parallel import batch_max, batch_rows, batch_sum, total_rows
 from hsae.interfaces.encoder import Encoding
 from hsae.metrics.inference_rule import parents_by_pre_activation
 from hsae.sae.sae import SAE
@@ -67,10 +70,16 @@ class FiringMonitor(nn.Module):
 
 def usage_penalty(code: torch.Tensor | Encoding) -> torch.Tensor:
     """[hsae] L2,1 norm of the code matrix over the batch, per row: Σ_k ||z[:, k]||₂ / B
-    (of a dense code, or of an encoding without densifying it)."""
+    (of a dense code, or of an encoding without densifying it). Over the whole batch when its
+    rows are split over processes (``hsae.interfaces.data_parallel``)."""
     if isinstance(code, Encoding):
-        return code.column_sq_sums().add(1e-12).sqrt().sum() / code.n_rows
-    return code.pow(2).sum(0).add(1e-12).sqrt().sum() / code.shape[0]
+        sq_sums, n_rows = code.column_sq_sums(), code.n_rows
+    else:
+        sq_sums, n_rows = code.pow(2).sum(0), code.shape[0]
+    if data_parallel.is_split():  # the whole batch's column sums; the gradient reaches this process's rows
+        sq_sums = sq_sums + (batch_sum(sq_sums) - sq_sums.detach())
+        return data_parallel.batch_coupled(sq_sums.add(1e-12).sqrt().sum() / total_rows(n_rows))
+    return sq_sums.add(1e-12).sqrt().sum() / n_rows
 
 
 ROW_BLOCKS = 8
@@ -102,10 +111,12 @@ def squared_error(target: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 
 
 def batch_variance(target: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of ||target − mean row||², a block of rows at a time."""
+    """Mean over rows of ||target − mean row||², a block of rows at a time (over the whole batch
+    when its rows are split over processes)."""
     blocks = target.tensor_split(ROW_BLOCKS)
-    mean = sum(rows.sum(0) for rows in blocks) / target.shape[0]
-    return sum(torch.linalg.vector_norm(rows - mean).square() for rows in blocks) / target.shape[0]
+    n_rows = total_rows(target.shape[0])
+    mean = batch_sum(sum(rows.sum(0) for rows in blocks)) / n_rows
+    return batch_sum(sum(torch.linalg.vector_norm(rows - mean).square() for rows in blocks)) / n_rows
 
 
 def level_loss_scale(target: torch.Tensor, how: str, variance: torch.Tensor | None = None) -> torch.Tensor:
@@ -116,7 +127,7 @@ def level_loss_scale(target: torch.Tensor, how: str, variance: torch.Tensor | No
         return target.new_ones(())
     if how == "mean":
         return target.new_tensor(float(target.shape[1]))
-    second_moment = torch.linalg.vector_norm(target).square() / target.shape[0]
+    second_moment = batch_sum(torch.linalg.vector_norm(target).square()) / total_rows(target.shape[0])
     variance = batch_variance(target) if variance is None else variance
     return torch.where(variance > 1e-6 * second_moment, variance, second_moment).clamp_min(1e-12)
 
@@ -180,9 +191,10 @@ class Cascade(nn.Module):
         return cfg.lambda_ * min(1.0, (step - cfg.start_step + 1) / cfg.lambda_warmup)
 
     def _prepare_level(self, l: int, inputs: torch.Tensor) -> None:
-        """When level l first trains, set its b_dec from its inputs (geometric median by default)."""
+        """When level l first trains, set its b_dec from its inputs (geometric median by default;
+        from the whole batch's rows when they are split over processes)."""
         if self.training and not bool(self.b_dec_ready[l - 1]):
-            self.level(l).init_b_dec(inputs, self.level_config(l).b_dec_init)
+            self.level(l).init_b_dec(batch_rows(inputs), self.level_config(l).b_dec_init)
             self.b_dec_ready[l - 1] = True
 
     def settle_due(self, l: int, step: int | None) -> bool:
@@ -267,34 +279,35 @@ class Cascade(nn.Module):
                 if active.numel() == 0:  # A^l empty: L_l and every level above are skipped
                     break
                 inputs, target = self.level_inputs(l, active)
-            self._prepare_level(l, inputs)
-            sae, cfg = self.level(l), self.level_config(l)
-            out = sae(inputs)
-            enc = out.encoding
-            err = squared_error(target, out.x_hat)
-            penalty = out.encoding.penalty.mean() * (cfg.sparsity_coef * sae.encoder.sparsity_scale(step or 0))
-            if cfg.usage_coef:
-                penalty = penalty + cfg.usage_coef * usage_penalty(enc)
-            with torch.no_grad():
-                variance = batch_variance(target)
-            scale = level_loss_scale(target, cfg.normalisation, variance)
-            loss = (err + penalty) / scale
-            aux = sae.encoder.aux_loss(out.encoding, target, out.x_hat, sae)
-            if aux is not None:
-                loss = loss + aux / scale
-            total = total + weights[l - 1] * loss
-            with torch.no_grad():
-                fired = enc.firing(eps)
-                if self.training:
-                    self.monitors[str(l)].update(enc.firing(0.0))
-                fvu = err.detach() / variance.clamp_min(1e-12)
-            active = fired.nonzero().squeeze(1)
-            if l == 1:
-                x_hat = out.x_hat
-            outputs.append(
-                LevelOutput(l, weights[l - 1], loss, err.detach(), fvu, enc.positives_per_row().float().mean(),
-                            inputs.shape[0], int(active.numel()), enc)
-            )
+            with contextlib.nullcontext() if l == 1 else data_parallel.rows_shared():
+                self._prepare_level(l, inputs)
+                sae, cfg = self.level(l), self.level_config(l)
+                out = sae(inputs)
+                enc = out.encoding
+                err = squared_error(target, out.x_hat)
+                penalty = out.encoding.penalty.mean() * (cfg.sparsity_coef * sae.encoder.sparsity_scale(step or 0))
+                if cfg.usage_coef:
+                    penalty = penalty + cfg.usage_coef * usage_penalty(enc)
+                with torch.no_grad():
+                    variance = batch_variance(target)
+                scale = level_loss_scale(target, cfg.normalisation, variance)
+                loss = (err + penalty) / scale
+                aux = sae.encoder.aux_loss(out.encoding, target, out.x_hat, sae)
+                if aux is not None:
+                    loss = loss + aux / scale
+                total = total + weights[l - 1] * loss
+                with torch.no_grad():
+                    fired = batch_max(enc.firing(eps))
+                    if self.training:
+                        self.monitors[str(l)].update(batch_max(enc.firing(0.0)))
+                    fvu = err.detach() / variance.clamp_min(1e-12)
+                active = fired.nonzero().squeeze(1)
+                if l == 1:
+                    x_hat = out.x_hat
+                outputs.append(
+                    LevelOutput(l, weights[l - 1], loss, err.detach(), fvu, enc.positives_per_row().float().mean(),
+                                total_rows(inputs.shape[0]), int(active.numel()), enc)
+                )
         return CascadeOutput(total, outputs, x_hat)
 
     def after_backward(self) -> None:

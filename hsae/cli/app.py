@@ -54,15 +54,23 @@ def _store_callback():
 @app.command()
 def run(recipe: Path = RecipeArg, out: Optional[Path] = typer.Option(None, help="run directory (default runs/<name>)"),
         set_: Optional[List[str]] = SetOpt, fresh: bool = typer.Option(False, help="discard an earlier run in --out"),
-        force: bool = typer.Option(False, help="resume a run in --out with a recipe that differs from its own")):
+        force: bool = typer.Option(False, help="resume a run in --out with a recipe that differs from its own"),
+        nproc: int = typer.Option(1, "--nproc", min=1, help="data-parallel processes on this machine, started "
+                                  "through torchrun (docs/distributed.md)")):
     """Run a recipe: activations, training (resumable), evaluation, summary. A recipe with
     variants runs each into <out>/<variant>/ on shared activations, then compares them."""
     from hsae.run.pipeline import Hooks, run_recipe
     from hsae.recipe.load import apply_override, parse_recipe, read_recipe_tree
+    from hsae import distributed
     from hsae.run.run_dir import RunDir
 
+    if nproc > 1 and not distributed.launched():
+        sys.exit(_torchrun(nproc))
     tree = read_recipe_tree(recipe)
     if tree.get("variants"):
+        if distributed.launched():
+            raise BadInput(f"{recipe}: a recipe with variants runs on one process; run each variant's recipe "
+                           "data-parallel instead (docs/distributed.md)")
         _run_sweep(recipe, tree, set_ or [], out, fresh, force)
         return
     for assignment in set_ or []:
@@ -70,9 +78,18 @@ def run(recipe: Path = RecipeArg, out: Optional[Path] = typer.Option(None, help=
     parsed = parse_recipe(tree, str(recipe), recipe.parent)
     _check(recipe, parsed)
     _resolve_store_path(tree, parsed)
+    parsed.train.device = distributed.join(parsed.train.device)
     run_dir = RunDir(out or Path("runs") / parsed.name)
-    hooks = Hooks(_store_callback(), _train_callback, lambda text: console.print(f"[dim]{text}[/dim]"))
-    metrics = run_recipe(parsed, tree, run_dir, hooks, fresh, force)
+    if distributed.is_main():
+        hooks = Hooks(_store_callback(), _train_callback, lambda text: console.print(f"[dim]{text}[/dim]"))
+    else:  # the first process reports for all
+        hooks = Hooks()
+    try:
+        metrics = run_recipe(parsed, tree, run_dir, hooks, fresh, force)
+    finally:
+        distributed.leave()
+    if metrics is None:
+        return
     console.print(summary_table(metrics, f"{parsed.name} — {run_dir.root}"))
     if parsed.steer is not None:
         interventions.run_steer(run_dir.root, parsed.steer)
@@ -99,6 +116,24 @@ def _check(path: Path, recipe, variant: str | None = None) -> None:
         check_recipe(recipe)
     except BadInput as exc:
         raise BadInput(f"{path}{f' (variant {variant})' if variant else ''}: {exc}") from None
+
+
+def _torchrun(nproc: int) -> int:
+    """``hsae run --nproc N …``: the same command line started as N local processes by torchrun
+    (a free port on this machine); its exit code."""
+    import subprocess
+
+    args, skip = [], False
+    for arg in sys.argv[1:]:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            args.append(arg)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", "hsae", *args]
+    return subprocess.call(command)
 
 
 def _resolve_store_path(tree: dict, parsed) -> None:

@@ -10,12 +10,19 @@ same batch as in an uninterrupted run and the finished store is identical to one
 While a store is unfinished, ``<store>.extract.json`` records what is being extracted; a
 rerun with a different model, layer, dataset, pooling or limit is refused instead of mixing
 two sources in one store. It is removed when the store is finished.
+
+Run by m processes (``hsae.distributed``, docs/distributed.md), process i computes the batches
+b with b mod m = i (each image still in its own batch) into a store of its own,
+``<store>.part-i-of-m.h5``, resumable like any store; the first process then assembles the
+parts in image order into the store, identical to the one a single process writes, and
+removes them.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+from collections import deque
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from hsae import registry
+from hsae import distributed, registry
 from hsae.errors import BadInput
 from hsae.extract.config import ExtractConfig, check_extract_config
 from hsae.extract.progress import extraction_meter
@@ -110,39 +117,46 @@ def _finished(store: Path, config: ExtractConfig) -> ExtractionSummary:
 
 
 def _write(writer: StoreWriter, extractor: Extractor, dataset: ImageDataset, config: ExtractConfig,
-           progress: Progress | None) -> tuple[list[str], list[str | None]]:
-    """Extract the images the store lacks; return every image's id and label in order."""
+           progress: Progress | None, part: tuple[int, int] = (0, 1)) -> tuple[list[str], list[str | None]]:
+    """Extract the images the store lacks, of the batches b with b mod m = i for ``part=(i, m)``;
+    return every image's id and label in order."""
     batch = extractor.config.batch_size
+    index, parts = part
     start = writer.images_done
-    first_batch = start - start % batch
     ids: list[str] = []
     labels: list[str | None] = []
+    numbers: deque[int] = deque()  # the image number of each item handed to the extractor
 
     def remaining():
         for number, item in enumerate(itertools.islice(iter(dataset), config.limit)):
             ids.append(item.image_id)
             labels.append(item.label)
-            if number >= first_batch:
+            if (number // batch) % parts == index and number >= start - start % batch:
+                numbers.append(number)
                 yield item
 
+    def share(n_images: int, below: int) -> int:  # of the first n_images, those of this part numbered below ``below``
+        return sum(max(0, min(n_images, below, b * batch + batch) - b * batch)
+                   for b in range(index, -(-n_images // batch), parts))
+
     total = len(dataset) if config.limit is None else min(len(dataset), config.limit)
-    with extraction_meter(total, start, progress) as meter:
-        number, since_commit = first_batch, 0
+    with extraction_meter(share(total, total), share(total, start), progress) as meter:
+        since_commit = 0
         for items, activations in extractor.iter_activations(remaining()):
             images = tokens = 0
             for item, rows in zip(items, activations):
+                number = numbers.popleft()
                 if number >= start:
                     if rows.shape[0] == 0:
                         raise BadInput(f"image {item.image_id!r} gave no {extractor.config.tokens} tokens at {extractor.config.layer!r}")
                     writer.append(pool_rows(rows, config.pooling), image_index=number)
                     images, tokens = images + 1, tokens + rows.shape[0]
-                number += 1
             since_commit += images
             if since_commit >= config.chunk_images:
                 writer.commit()
                 since_commit = 0
             meter.advance(images, tokens)
-        meter.finish(len(ids))
+        meter.finish(share(len(ids), len(ids)))
     writer.commit()
     return ids, labels
 
@@ -170,18 +184,63 @@ def run_extraction(config: ExtractConfig | dict, store_path: str | Path, progres
         )
     attrs = _source_attrs(config, extractor, dataset)
     marker = _marker(store)
-    marker.write_text(json.dumps(fingerprint, sort_keys=True, indent=1))
-    with StoreWriter(store, width=extractor.width, dtype=config.store_dtype, attrs=attrs, with_image_index=True) as writer:
-        resumed_at = writer.images_done
-        ids, labels = _write(writer, extractor, dataset, config, progress)
-        if not ids:
-            raise BadInput(f"extract.dataset {config.dataset['name']!r} yielded no readable images")
-        writer.put(IMAGE_IDS, np.array(ids))
-        if any(label is not None for label in labels):
-            writer.put(LABELS, np.array(["" if label is None else label for label in labels]))
-        skipped = list(getattr(dataset, "skipped", []))
-        if skipped:
-            writer.put(SKIPPED, np.array([image_id for image_id, _ in skipped]))
-        rows = writer.rows_done
-    marker.unlink()
-    return ExtractionSummary(store, len(ids), rows, resumed_at, skipped, time.monotonic() - began)
+    rank, parts = distributed.rank(), distributed.world_size()
+    if rank == 0:
+        marker.write_text(json.dumps(fingerprint, sort_keys=True, indent=1))
+    target = store if parts == 1 else part_path(store, rank, parts)
+    settings = {"width": extractor.width, "dtype": config.store_dtype, "attrs": attrs, "with_image_index": True}
+    resumed_at, skipped = 0, list(getattr(dataset, "skipped", []))
+    if not target.exists():  # a part finished before a kill is kept
+        with StoreWriter(target, **settings) as writer:
+            resumed_at = writer.images_done
+            ids, labels = _write(writer, extractor, dataset, config,
+                                 progress if rank == 0 else (lambda done, total: None), (rank, parts))
+            if not ids:
+                raise BadInput(f"extract.dataset {config.dataset['name']!r} yielded no readable images")
+            writer.put(IMAGE_IDS, np.array(ids))
+            if any(label is not None for label in labels):
+                writer.put(LABELS, np.array(["" if label is None else label for label in labels]))
+            skipped = list(getattr(dataset, "skipped", []))
+            if skipped:
+                writer.put(SKIPPED, np.array([image_id for image_id, _ in skipped]))
+    if parts > 1:
+        distributed.barrier()  # every part is finished
+        if rank == 0:
+            _assemble_parts(store, [part_path(store, i, parts) for i in range(parts)], settings,
+                            extractor.config.batch_size)
+        distributed.barrier()  # the store is there
+    if rank == 0:
+        marker.unlink()
+    with ActivationStore(store) as finished:
+        images, rows = finished.n_images or 0, finished.n_rows
+    return ExtractionSummary(store, images, rows, resumed_at, skipped, time.monotonic() - began)
+
+
+def part_path(store: Path, index: int, parts: int) -> Path:
+    """The store process ``index`` of ``parts`` extracts its batches into."""
+    return store.with_name(f"{store.name}.part-{index}-of-{parts}.h5")
+
+
+def _assemble_parts(store: Path, paths: list[Path], settings: dict, batch: int) -> None:
+    """Write the parts' rows into ``store`` batch by batch in image order (batch b from part
+    b mod m), with the first part's image ids, labels and skipped ids; then remove the parts.
+    A kill in between leaves the store's journal, and a rerun appends what it lacks."""
+    sources = [ActivationStore(path) for path in paths]
+    try:
+        with StoreWriter(store, **settings) as writer:
+            first, done = sources[0], writer.images_done
+            indexes = [source.image_index() for source in sources]
+            n_images = first.n_images or 0
+            for b in range(done // batch, -(-n_images // batch)):
+                index = indexes[b % len(sources)]
+                lo, hi = (int(i) for i in np.searchsorted(index, [max(b * batch, done), b * batch + batch]))
+                if hi > lo:
+                    writer.append(sources[b % len(sources)].rows(lo, hi), image_index=index[lo:hi])
+            for name in (IMAGE_IDS, LABELS, SKIPPED):
+                if first.has(name):
+                    writer.put(name, first.read(name))
+    finally:
+        for source in sources:
+            source.close()
+    for path in paths:
+        path.unlink()

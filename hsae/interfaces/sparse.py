@@ -102,7 +102,9 @@ class SparseSelector:
     (without autograd), then finishes the code from the differentiable values on that support.
 
     Made by :meth:`hsae.interfaces.encoder.Encoder.sparse_selector`. ``capacity`` is the most
-    entries the support can have; ``whole_batch`` asks for the batch as a single chunk.
+    entries the support can have over the whole batch (all processes' rows together when they
+    are split, ``hsae.interfaces.data_parallel``); ``whole_batch`` asks for the batch as a
+    single chunk.
     """
 
     capacity: int

@@ -1,7 +1,11 @@
-"""What ``hsae run`` does, stage by stage: activations → training → evaluation → files."""
+"""What ``hsae run`` does, stage by stage: activations → training → evaluation → files.
+
+In a data-parallel run (docs/distributed.md) every process takes part in making the store and
+in training; the first one alone writes the run directory's files and evaluates."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +26,7 @@ from hsae.run.evaluation import evaluate
 from hsae.run.run_dir import RunDir, reading, write_json
 from hsae.store import ActivationStore
 from hsae.store.layout import parts_folder
+from hsae import distributed
 from hsae.train.checkpoint import latest_checkpoint
 from hsae.train.trainer import StepCallback, Trainer, TrainResult
 
@@ -45,7 +50,9 @@ def prepare_store(recipe: Recipe, run: RunDir, hooks: Hooks) -> ActivationStore:
             if not isinstance(source, ActivationSource):
                 raise BadInput(f"data.dataset: {recipe.data.dataset['name']!r} is an image dataset; "
                                "image datasets go in the extract section with an extractor")
-            source.write_store(run.store, hooks.store_progress)
+            if distributed.is_main():
+                source.write_store(run.store, hooks.store_progress)
+            distributed.barrier()  # the others open the store once it is written
         else:
             from hsae.extract import run_extraction  # the optional image-model stage
 
@@ -87,8 +94,9 @@ def image_embeddings(recipe: Recipe, store: ActivationStore, run: RunDir) -> np.
 def check_run_dir(run: RunDir, tree: dict, fresh: bool = False, force: bool = False) -> None:
     """Refuse to mix two recipes in one run directory, listing what differs; ``force`` resumes
     with the new recipe anyway, ``fresh`` empties the (held) folder and starts over."""
-    if fresh and run.root.exists():
+    if fresh and run.root.exists() and distributed.is_main():
         run_lock.clear(run.root)
+    distributed.barrier()  # no process looks into the folder while the first one empties it
     saved = run.read_recipe_tree()
     made = latest_checkpoint(run.checkpoints) is not None or run.store.exists() or parts_folder(run.store).exists()
     if saved is not None and saved != tree and made and not force:
@@ -98,12 +106,15 @@ def check_run_dir(run: RunDir, tree: dict, fresh: bool = False, force: bool = Fa
 
 
 def run_recipe(recipe: Recipe, tree: dict, run: RunDir, hooks: Hooks, fresh: bool = False,
-               force: bool = False) -> dict:
-    """Train and evaluate; returns metrics.json's content. Resumes from the last checkpoint.
-    The run directory is held by this run (``hsae.run.lock``) throughout."""
-    with run_lock.holding(run.root):
+               force: bool = False) -> dict | None:
+    """Train and evaluate; returns metrics.json's content (None on the other processes of a
+    data-parallel run). Resumes from the last checkpoint. The run directory is held by this run
+    (``hsae.run.lock``; by the first process of a data-parallel run) throughout."""
+    with run_lock.holding(run.root) if distributed.is_main() else contextlib.nullcontext():
+        distributed.barrier()  # the others start once the first holds the folder
         check_run_dir(run, tree, fresh, force)
-        run.write_recipe(tree)
+        if distributed.is_main():
+            run.write_recipe(tree)
         store = prepare_store(recipe, run, hooks)
         return train_and_evaluate(recipe, run, store, hooks, prepare_test_store(recipe, run, store))
 
@@ -115,13 +126,16 @@ def trainer_for(recipe: Recipe, run: RunDir, store: ActivationStore) -> Trainer:
 
 
 def train_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, hooks: Hooks,
-                       test_store: ActivationStore | None = None) -> dict:
+                       test_store: ActivationStore | None = None) -> dict | None:
     """Train the recipe's model on ``store``, save and evaluate it (on ``test_store`` when there is
-    one); returns metrics.json's content."""
+    one); returns metrics.json's content (None on the other processes of a data-parallel run,
+    which only train)."""
     callback = hooks.train_progress(recipe.train.steps) if hooks.train_progress else None
     trainer = trainer_for(recipe, run, store)
     hooks.message(f"training on {trainer.cfg.device}")
     result = trainer.fit(callback)
+    if not distributed.is_main():
+        return None
     report_training(result, hooks)
     return save_and_evaluate(recipe, run, store, result, test_store=test_store)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from hsae.interfaces.data_parallel import total_rows
 from hsae.interfaces.encoder import Encoder, Encoding
 from hsae.interfaces.sparse import SparseCode
 from hsae.sae import sparse
@@ -104,7 +105,7 @@ class SAE(nn.Module):
         if not self.fast_path or not _selector_follows_encode(type(self.encoder)):
             return None
         selector = self.encoder.sparse_selector(n_rows)
-        if selector is None or selector.capacity > sparse.MAX_DENSITY * n_rows * self.n_latents:
+        if selector is None or selector.capacity > sparse.MAX_DENSITY * total_rows(n_rows) * self.n_latents:
             return None
         return selector
 

@@ -211,31 +211,38 @@ class ActivationStore:
             at += stop - start
         return buffer[:at]
 
-    def batches(self, batch_size: int, seed: int, start_step: int = 0):
+    def batches(self, batch_size: int, seed: int, start_step: int = 0, part: tuple[int, int] = (0, 1)):
         """An endless stream of shuffled float32 ``torch.Tensor`` batches of ``batch_size`` rows,
         the same for the same ``seed`` (order: ``hsae.store.shuffle``); with ``start_step=s``
         it starts at the s-th batch of the fresh stream without reading what comes before.
+        ``part=(i, m)``: of each batch only its i-th of m equal slices of rows, in order (the
+        rows process i of a data-parallel run trains on; ``batch_size`` divisible by m).
         Memory is bounded by ``shuffle.WINDOW_BYTES``, not by the store's size."""
         import torch  # here, so that writing a store (e.g. in a worker) does not import torch
 
-        if batch_size < 1 or start_step < 0 or seed < 0:
-            raise ValueError(f"batches needs batch_size >= 1, seed >= 0 and start_step >= 0, got "
-                             f"{batch_size}, {seed}, {start_step}")
+        index, parts = part
+        if batch_size < 1 or start_step < 0 or seed < 0 or not 0 <= index < parts or batch_size % parts:
+            raise ValueError(f"batches needs batch_size >= 1, seed >= 0, start_step >= 0 and a part i of m "
+                             f"with 0 <= i < m dividing the batch size, got {batch_size}, {seed}, {start_step}, "
+                             f"{part}")
         if self.n_rows == 0:
             raise BadInput(f"{self.path}: dataset {ACTIVATIONS!r} has no rows")
         plan = self._plan(seed)
         buffer = np.empty((plan.blocks_per_window * plan.block_rows, self.width), dtype=np.float32)
+        lo, hi = index * batch_size // parts, (index + 1) * batch_size // parts  # this part of every batch
         pending: list[np.ndarray] = []  # gathered copies: ``buffer`` is refilled by the next window
-        pending_rows = 0
+        position = 0  # rows of the current batch passed so far
         for window in plan.windows(start_step * batch_size):
             rows = self._read_window(window, buffer)
             order = window.order[window.skip:]
             at = 0
             while at < len(order):
-                take = min(batch_size - pending_rows, len(order) - at)
-                pending.append(rows[order[at:at + take]])
-                pending_rows += take
+                take = min(batch_size - position, len(order) - at)
+                first, last = max(lo, position), min(hi, position + take)
+                if first < last:
+                    pending.append(rows[order[at + first - position:at + last - position]])
+                position += take
                 at += take
-                if pending_rows == batch_size:
+                if position == batch_size:
                     yield torch.from_numpy(pending[0] if len(pending) == 1 else np.concatenate(pending))
-                    pending, pending_rows = [], 0
+                    pending, position = [], 0

@@ -23,6 +23,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from hsae import distributed
 from hsae.errors import BadInput, HsaeError
 from hsae.store.writer import sync
 
@@ -149,14 +150,16 @@ def load_checkpoint(path: Path) -> Checkpoint:
 
 def resume_point(folder: Path) -> tuple[Checkpoint | None, list[str]]:
     """The newest checkpoint that verifies and reads (None: start from step 0), and one note per
-    checkpoint passed over: each corrupt one is moved aside to ``corrupt-step-…`` in ``folder``."""
+    checkpoint passed over: each corrupt one is moved aside to ``corrupt-step-…`` in ``folder``
+    (by the first process of a data-parallel run; the others pass over it alike)."""
     notes = []
     for path in reversed(_checkpoint_folders(folder)):
         try:
             return load_checkpoint(path), notes
         except BadInput as exc:
             aside = path.with_name("corrupt-" + path.name)
-            shutil.rmtree(aside, ignore_errors=True)
-            os.replace(path, aside)
+            if distributed.is_main():
+                shutil.rmtree(aside, ignore_errors=True)
+                os.replace(path, aside)
             notes.append(f"{exc}; moved to {aside.name}, resuming from the checkpoint before it")
     return None, notes

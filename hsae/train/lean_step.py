@@ -18,7 +18,8 @@ the latents at a time, twice:
    whole-tensor result.
 
 The other gradients (biases, dense levels) are ordinary ``.grad`` tensors, unscaled, clipped and
-stepped by the optimizer itself.
+stepped by the optimizer itself. In a data-parallel step every gradient is averaged over the
+processes: the ``.grad`` tensors after the backward, each factored block as it is formed.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ import torch
 from torch.optim.adam import adam
 
 from hsae.cascade.cascade import CascadeOutput
+from hsae.interfaces.data_parallel import average_, is_split
 from hsae.recipe.schema import TrainConfig
 from hsae.sae.factored import FactoredGradient, GradientFactors, factored_gradients
 from hsae.sae.sae import SAE, remove_parallel
 from hsae.train.nonfinite import skips_batch
 from hsae.train.device import device_type
+from hsae.distributed import average_gradients
 from hsae.train.precision import autocast
 
 LATENT_BLOCKS = 8
@@ -70,6 +73,8 @@ def lean_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
         if not out.loss.requires_grad or skips_batch(cfg, out.loss):  # frozen levels only, or a skipped batch
             return out
         (out.loss if scaler is None else scaler.scale(out.loss)).backward()
+    if is_split():  # the dense gradients here, the factored ones block by block as they are formed
+        average_gradients(params)
     model.after_backward()
     update = _LeanUpdate(model, optimizer, factors, params, scaler)
     finite, coef = True, None
@@ -122,6 +127,7 @@ class _LeanUpdate:
         dense = None if p.grad is None else gradient.latent_rows(p.grad)
         size = math.ceil(gradient.n_latents / LATENT_BLOCKS)
         for rows, g in gradient.blocks(size):
+            average_(g)  # over the processes of a data-parallel step (nothing on one process)
             if id(p) in self.unit_norm:
                 remove_parallel(g.t(), gradient.latent_rows(p.detach())[rows].t())
             if self.inv_scale is not None:

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import torch
 
+from hsae.interfaces.data_parallel import batch_max
 from hsae.recipe.schema import TrainConfig
+
+
+def loss_finite(loss: torch.Tensor) -> bool:
+    """Whether ``loss`` is finite; in a data-parallel run, on every process (one answer for all,
+    so that all skip or stop together)."""
+    return not bool(batch_max(torch.logical_not(torch.isfinite(loss.detach())).reshape(1)))
 
 
 def skips_batch(cfg: TrainConfig, loss: torch.Tensor) -> bool:
     """With ``train.nonfinite: skip``, whether ``loss`` is NaN or infinite (the step then stops)."""
-    return cfg.nonfinite == "skip" and not bool(torch.isfinite(loss.detach()))
+    return cfg.nonfinite == "skip" and not loss_finite(loss)
 
 
 def all_finite(tensors: list[torch.Tensor]) -> bool:

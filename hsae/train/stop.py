@@ -14,6 +14,7 @@ import signal
 import threading
 from typing import Iterator
 
+from hsae import distributed
 from hsae.errors import Interrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -21,8 +22,10 @@ _requested: list[int] = []  # the signal asked for, once one came
 
 
 def requested() -> int | None:
-    """The signal that asked training to stop, or None."""
-    return _requested[0] if _requested else None
+    """The signal that asked training to stop, or None. The processes of a data-parallel run
+    agree on it (a signal that reached any one of them stops them all at the same step)."""
+    number = distributed.largest(_requested[0] if _requested else 0)
+    return number or None
 
 
 def _on_signal(number: int, frame) -> None:

@@ -20,10 +20,12 @@ from typing import Callable
 
 import torch
 
+from hsae import distributed
 from hsae.cascade.cascade import Cascade, CascadeOutput
 from hsae.cascade.config import CascadeConfig
 from hsae.errors import BadInput, HsaeError, Interrupted
 from hsae.interfaces.encoder import Encoder
+from hsae.interfaces.data_parallel import average_, is_split, rows_split_over
 from hsae.run.run_dir import RunDir
 from hsae.recipe.schema import TrainConfig
 from hsae.store import ActivationStore
@@ -33,7 +35,7 @@ from hsae.train.checkpoint import resume_point, save_checkpoint
 from hsae.train.device import train_device
 from hsae.train.lean_step import lean_train_step, takes_lean_step
 from hsae.train.memory_budget import check_fits
-from hsae.train.nonfinite import all_finite, skips_batch
+from hsae.train.nonfinite import all_finite, loss_finite, skips_batch
 from hsae.train.precision import autocast
 from hsae.train.schedule import lr_multiplier
 
@@ -65,15 +67,20 @@ def scheduled_values(model: torch.nn.Module, step: int, steps: int) -> dict[str,
 
 
 def step_metrics(step: int, lr: float, out: CascadeOutput, cascade: Cascade, dead_window: int) -> dict:
-    """One line of metrics.jsonl."""
+    """One line of metrics.jsonl; losses, FVU and L0 averaged over the processes of a
+    data-parallel run (each a mean over equal slices of the batch, their average is the whole
+    batch's)."""
+    figures = [out.loss.detach()] + [f for lv in out.levels for f in (lv.loss.detach(), lv.fvu, lv.l0)]
+    figures = average_(torch.stack([f.double() for f in figures])).tolist()
     levels = {}
-    for lv in out.levels:
+    for i, lv in enumerate(out.levels):
+        loss, fvu, l0 = figures[1 + 3 * i:4 + 3 * i]
         levels[str(lv.level)] = {
-            "loss": float(lv.loss.detach()), "weight": lv.weight, "fvu": float(lv.fvu), "l0": float(lv.l0),
+            "loss": loss, "weight": lv.weight, "fvu": fvu, "l0": l0,
             "dead": cascade.monitors[str(lv.level)].dead_fraction(dead_window),
             "n_inputs": lv.n_inputs, "n_active": lv.n_active,
         }
-    return {"step": step, "loss": float(out.loss.detach()), "lr": lr, "levels": levels}
+    return {"step": step, "loss": figures[0], "lr": lr, "levels": levels}
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, step: int,
@@ -82,7 +89,9 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torc
     """One optimizer step on the (scaled) batch ``x`` at the optimizer's current rates: joint loss
     (Eq. 10/25), backward, decoder-parallel gradient removal, clipping, Adam, renormalisation.
     ``scaler`` scales the loss for float16. Where ``train.memory`` picks it
-    (:func:`hsae.train.lean_step.takes_lean_step`), the lean step does the same with less memory."""
+    (:func:`hsae.train.lean_step.takes_lean_step`), the lean step does the same with less memory.
+    Inside :func:`hsae.interfaces.data_parallel.rows_split_over`, ``x`` is this process's slice
+    of the batch and the gradients are averaged over the processes after the backward."""
     if takes_lean_step(cfg, params):
         return lean_train_step(model, optimizer, x, step, cfg, params, scaler)
     optimizer.zero_grad(set_to_none=True)
@@ -91,6 +100,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torc
     if not out.loss.requires_grad or skips_batch(cfg, out.loss):  # frozen levels only, or a skipped batch
         return out
     (out.loss if scaler is None else scaler.scale(out.loss)).backward()
+    if is_split():
+        distributed.average_gradients(params)
     if scaler is not None:
         scaler.unscale_(optimizer)
     model.after_backward()
@@ -160,8 +171,9 @@ class Trainer:
     def _resume(self, cascade: Cascade, optimizer: torch.optim.Optimizer,
                 scaler: torch.amp.GradScaler | None) -> tuple[int, float | None, list[str]]:
         """(step, scale, notes) of the newest sound checkpoint, loaded into the arguments;
-        (0, None, notes) when there is none."""
+        (0, None, notes) when there is none. The processes of a data-parallel run agree on it."""
         ckpt, notes = resume_point(self.run.checkpoints)
+        distributed.agree(0 if ckpt is None else ckpt.step, "the checkpoint to resume from")
         if ckpt is None:
             self._truncate_log(0)  # lines of a run killed before its first checkpoint
             return 0, None, notes
@@ -180,8 +192,9 @@ class Trainer:
         return ckpt.step, scale, notes
 
     def _truncate_log(self, step: int) -> None:
-        """Drop metrics.jsonl lines of steps after the checkpoint (they will be logged again)."""
-        if not self.run.log.exists():
+        """Drop metrics.jsonl lines of steps after the checkpoint (they will be logged again);
+        the first process of a data-parallel run writes the log."""
+        if not distributed.is_main() or not self.run.log.exists():
             return
         kept = []
         for line in self.run.log.read_text().splitlines():
@@ -212,11 +225,14 @@ class _Member:
         self.saved_at = self.start  # the step of the newest checkpoint
 
     def open_log(self, stack: contextlib.ExitStack) -> None:
+        if not distributed.is_main():
+            return
         self.trainer.run.root.mkdir(parents=True, exist_ok=True)
         self.log = stack.enter_context(open(self.trainer.run.log, "a"))
 
     def step(self, x: torch.Tensor, step: int) -> dict | None:
-        """Train on the batch ``x`` (before scaling) at ``step``; the metrics logged, if any."""
+        """Train on the batch ``x`` (before scaling; this process's slice of it in a data-parallel
+        run) at ``step``; the metrics logged, if any. Only the first process writes."""
         cfg, model, optimizer = self.trainer.cfg, self.model, self.optimizer
         torch.set_rng_state(self.rng)
         factor = lr_multiplier(step, cfg.steps, cfg.warmup_steps, cfg.decay_start)
@@ -224,17 +240,19 @@ class _Member:
             group["lr"] = group["base_lr"] * factor
         buffers = self._buffers() if cfg.nonfinite == "skip" else None
         schedule = scheduled_values(model, step, cfg.steps)
-        out = train_step(model, optimizer, x * self.scale, step, cfg, self.params, self.scaler)
-        logged = step % cfg.log_every == 0 or step == cfg.steps - 1
-        # every step on the CPU; on a GPU only where the host waits anyway (a log line), as the
-        # weights are checked before every checkpoint
-        if (buffers is not None or logged or x.device.type == "cpu") and not bool(torch.isfinite(out.loss.detach())):
-            self._nonfinite(step, out, buffers)
         metrics = None
-        if logged:
-            metrics = step_metrics(step, cfg.lr * factor, out, model, cfg.dead_window)
-            if schedule:
-                metrics["schedule"] = schedule
+        with rows_split_over(distributed.group()):
+            out = train_step(model, optimizer, x * self.scale, step, cfg, self.params, self.scaler)
+            logged = step % cfg.log_every == 0 or step == cfg.steps - 1
+            # every step on the CPU; on a GPU only where the host waits anyway (a log line), as the
+            # weights are checked before every checkpoint
+            if (buffers is not None or logged or x.device.type == "cpu") and not loss_finite(out.loss):
+                self._nonfinite(step, out, buffers)
+            if logged:
+                metrics = step_metrics(step, cfg.lr * factor, out, model, cfg.dead_window)
+                if schedule:
+                    metrics["schedule"] = schedule
+        if metrics is not None and self.log is not None:
             self.log.write(json.dumps(metrics) + "\n")
             self.log.flush()
         if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
@@ -275,8 +293,9 @@ class _Member:
         extra = {"scale": self.scale, "rng": torch.get_rng_state().tolist()}
         if self.scaler is not None:
             extra["scaler"] = self.scaler.state_dict()
-        save_checkpoint(self.trainer.run.checkpoints, steps_done, self.model, self.optimizer, extra,
-                        cfg.keep_checkpoints)
+        if distributed.is_main():  # every process holds the same model; the first one writes
+            save_checkpoint(self.trainer.run.checkpoints, steps_done, self.model, self.optimizer, extra,
+                            cfg.keep_checkpoints)
         self.saved_at = steps_done
 
 
@@ -288,7 +307,10 @@ def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) 
     The trainers need one store and equal :attr:`Trainer.batch_stream`. Each resumes from its
     own latest checkpoint; the pass starts at the earliest of them and a model skips the steps
     it has already made. ``callback`` sees every step of the pass, with the model's metrics when
-    there is one trainer (None otherwise). The global scale is estimated once."""
+    there is one trainer (None otherwise). The global scale is estimated once.
+
+    Launched as several processes (:mod:`hsae.distributed`), each trains on its slice of
+    every batch with gradients averaged, so all hold the same model; the first one writes."""
     if not trainers:
         raise ValueError("fit_together needs at least one trainer")
     first = trainers[0]
@@ -303,7 +325,9 @@ def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) 
         for member in members:
             member.scale = scale if member.scale is None else member.scale
     start = min(member.start for member in members)
-    batches = first.store.batches(cfg.batch_size, cfg.seed, start_step=start)
+    distributed.check_batch(cfg.batch_size)
+    batches = first.store.batches(cfg.batch_size, cfg.seed, start_step=start,
+                                  part=(distributed.rank(), distributed.world_size()))
     prefetch = max(trainer.cfg.prefetch for trainer in trainers)
     if prefetch:
         batches = Prefetcher(batches, prefetch, pin_memory=torch.device(cfg.device).type == "cuda")
@@ -317,17 +341,17 @@ def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) 
             metrics = [member.step(x, step) for member in members if step >= member.start]
             if callback is not None:
                 callback(step, metrics[0] if len(members) == 1 else None)
-            if stop.requested() is not None and step + 1 < cfg.steps:
-                _stop_now(members, step + 1)
+            number = stop.requested()
+            if number is not None and step + 1 < cfg.steps:
+                _stop_now(members, step + 1, number)
     return [TrainResult(member.model, member.scale, member.start or None, cfg.device, member.notes) for member in members]
 
 
-def _stop_now(members: list[_Member], steps_done: int) -> None:
+def _stop_now(members: list[_Member], steps_done: int, number: int) -> None:
     """Checkpoint every member at the step boundary ``steps_done`` and raise ``Interrupted``."""
     for member in members:
         if member.saved_at != steps_done and steps_done > member.start:
             torch.set_rng_state(member.rng)  # the member's own stream, as after its last step
             member.save(steps_done)
-    number = stop.requested()
     raise Interrupted(f"stopped by {signal.Signals(number).name} after step {steps_done - 1}, checkpoint saved; "
                       "`hsae run` again resumes from the last checkpoint", number)

@@ -7,6 +7,7 @@ import math
 import torch
 from pydantic import Field
 
+from hsae.interfaces.data_parallel import batch_min, batch_rows, is_split, total_rows
 from hsae.interfaces.encoder import Encoder, Encoding, SAELensForm
 from hsae.interfaces.plugin import PluginConfig
 from hsae.interfaces.sparse import Projection, SparseCode, SparseSelector, Support
@@ -46,7 +47,11 @@ class BatchTopKEncoder(AnnealedK, Encoder):
             z = pre * (pre > self.threshold)
             return Encoding(z, z.new_zeros(z.shape[0]))
         flat = torch.relu(pre).flatten()
-        top, idx = flat.topk(self.budget(*pre.shape))
+        budget = self.budget(total_rows(pre.shape[0]), pre.shape[1])
+        top, idx = flat.topk(min(budget, flat.numel()))
+        if is_split():
+            keep = within_budget(top, budget)
+            top, idx = top[keep], idx[keep]
         z = torch.zeros_like(flat).scatter(0, idx, top).view_as(pre)
         if self.training:
             self._update_threshold(top.detach())
@@ -61,23 +66,35 @@ class BatchTopKEncoder(AnnealedK, Encoder):
         return min(n_rows * n_latents, math.ceil(self.k_now * n_rows))
 
     def sparse_selector(self, n_rows: int) -> SparseSelector | None:
+        """The fast path; ``n_rows`` are this process's rows, the budget is the whole batch's."""
         return _BatchTopKSelector(self, n_rows) if self.training else None
 
     @torch.no_grad()
     def _update_threshold(self, kept: torch.Tensor) -> None:
-        """θ ← β θ + (1 − β) · (smallest positive kept activation), after ``threshold_start`` batches
-        (in float32 whatever the compute precision)."""
+        """θ ← β θ + (1 − β) · (smallest positive kept activation of the whole batch), after
+        ``threshold_start`` batches (in float32 whatever the compute precision)."""
         self.batches_seen += 1
         kept = kept.float()
         positive = kept[kept > 0]
-        if positive.numel() == 0 or int(self.batches_seen) <= self.config.threshold_start:
+        smallest = positive.min() if positive.numel() else kept.new_tensor(math.inf)
+        if is_split():
+            smallest = batch_min(smallest)
+        if not bool(torch.isfinite(smallest)) or int(self.batches_seen) <= self.config.threshold_start:
             return
-        smallest = positive.min()
         if self.threshold <= 0:  # first update: start the average at the observed value
             self.threshold.copy_(smallest)
         else:
             beta = self.config.threshold_beta
             self.threshold.mul_(beta).add_((1 - beta) * smallest)
+
+
+def within_budget(top: torch.Tensor, budget: int) -> torch.Tensor:
+    """Which of this process's candidates ``top`` (its largest values) are among the ``budget``
+    largest of the whole batch, whose rows are split over processes: those at or above the
+    budget-th largest of all processes' candidates (every process holds equally many)."""
+    everyone = batch_rows(top)
+    cut = everyone.topk(min(budget, everyone.numel())).values[-1]
+    return top >= cut
 
 
 class _BatchTopKSelector(SparseSelector):
@@ -86,7 +103,7 @@ class _BatchTopKSelector(SparseSelector):
 
     def __init__(self, encoder: BatchTopKEncoder, n_rows: int):
         self.encoder, self.n_rows = encoder, n_rows
-        self.capacity = encoder.budget(n_rows, encoder.n_latents)
+        self.capacity = encoder.budget(total_rows(n_rows), encoder.n_latents)
         self.top: torch.Tensor | None = None
         self.flat: torch.Tensor | None = None
 
@@ -100,6 +117,8 @@ class _BatchTopKSelector(SparseSelector):
 
     def support(self) -> tuple[Support, torch.Tensor]:
         keep = self.top > 0
+        if is_split():
+            keep &= within_budget(self.top, self.capacity)
         flat, order = self.flat[keep].sort()
         values = self.top[keep][order]
         self.top = self.flat = None

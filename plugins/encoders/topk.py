@@ -7,6 +7,7 @@ import math
 import torch
 from pydantic import Field
 
+from hsae.interfaces.data_parallel import batch_max, total_rows
 from hsae.interfaces.encoder import Encoder, Encoding, SAELensForm
 from hsae.interfaces.plugin import PluginConfig
 from hsae.interfaces.sparse import Projection, SparseCode, SparseSelector, Support
@@ -95,7 +96,8 @@ class TopKEncoder(AnnealedK, Encoder):
 
     @torch.no_grad()
     def _count_rows(self, n_rows: int, fired: torch.Tensor) -> None:
-        self.rows_since_fired.add_(n_rows).masked_fill_(fired, 0)
+        """Rows since each latent fired, counted over the whole batch (all processes' rows)."""
+        self.rows_since_fired.add_(total_rows(n_rows)).masked_fill_(batch_max(fired), 0)
 
     def sparse_selector(self, n_rows: int) -> SparseSelector:
         return _TopKSelector(self, n_rows)
@@ -134,10 +136,10 @@ class _TopKSelector(SparseSelector):
     def __init__(self, encoder: TopKEncoder, n_rows: int):
         self.encoder, self.n_rows = encoder, n_rows
         self.k = min(encoder.row_k, encoder.n_latents)
-        self.capacity = n_rows * self.k
+        self.capacity = total_rows(n_rows) * self.k
         self.candidates = None
         if encoder._tracks_dead:
-            may_die = encoder.rows_since_fired + n_rows >= encoder.config.dead_after
+            may_die = encoder.rows_since_fired + total_rows(n_rows) >= encoder.config.dead_after
             self.candidates = may_die.nonzero().squeeze(1)
         self.top: list[torch.Tensor] = []
         self.index: list[torch.Tensor] = []

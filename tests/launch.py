@@ -1,0 +1,47 @@
+"""Starting a script or the ``hsae`` command as several gloo processes on 127.0.0.1 through
+torchrun, with a bounded wait: a hung collective fails the test instead of hanging the suite."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+WORKERS = Path(__file__).parent / "distributed"  # the scripts the tests start
+GIVE_UP = 600  # seconds: a guard against hanging (on a busy machine too), not a measurement
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def torchrun(n: int, *target: str) -> list[str]:
+    """The command that runs ``target`` (a script and its arguments, or ``-m module …``) as
+    ``n`` processes of one node whose rendezvous is a free port on 127.0.0.1."""
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={n}", "--nnodes=1",
+            "--master-addr=127.0.0.1", f"--master-port={free_port()}", *target]
+
+
+def env(path: list[str] | None = None) -> dict:
+    """This process's environment, one thread per process, and ``path`` put before sys.path as
+    the children's PYTHONPATH (e.g. a folder registering plugins)."""
+    extra = {"PYTHONPATH": os.pathsep.join([*path, *sys.path])} if path else {}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "1000", **extra}
+
+
+def run(command: list[str], path: list[str] | None = None, check: bool = True,
+        timeout: float = GIVE_UP) -> subprocess.CompletedProcess:
+    """Run ``command`` to its end (at most ``timeout`` seconds); with ``check``, fail on a non-zero exit."""
+    result = subprocess.run(command, env=env(path), capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert result.returncode == 0, (f"{command} exited {result.returncode}:\n{result.stdout[-4000:]}\n"
+                                        f"{result.stderr[-4000:]}")
+    return result
+
+
+def script(name: str) -> str:
+    return str(WORKERS / name)
