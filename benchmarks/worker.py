@@ -73,7 +73,7 @@ def time_cases(names: list[str], spec: Spec, rounds: int) -> dict[str, list[floa
 def measure_memory(name: str, spec: Spec) -> dict:
     # A tiny copy of the case is built and stepped first, so that the libraries it imports are
     # already loaded when the resident baseline is taken; the batches are counted as one, below.
-    tiny = Spec(d=8, n=16, k=2, batch=8, warmup=1, steps=1, update_every=spec.update_every)
+    tiny = Spec(d=8, n=64, k=2, batch=8, warmup=1, steps=1, update_every=spec.update_every)  # level 3: 4 latents, k 1
     Timed(name, tiny, tiny.batches())
     batches = spec.batches()
     baseline = memory.resident_mib()

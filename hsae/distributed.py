@@ -89,6 +89,15 @@ def agree(value: int, what: str) -> None:
                        "same run directory (a shared filesystem when the run spans machines)")
 
 
+def largest(value: int) -> int:
+    """The largest of the processes' ``value`` (e.g. a stop signal seen by any one of them)."""
+    if group() is None:
+        return value
+    mine = torch.tensor([int(value)], dtype=torch.int64, device=_collective_device())
+    dist.all_reduce(mine, op=dist.ReduceOp.MAX)
+    return int(mine)
+
+
 def check_batch(batch_size: int) -> None:
     """A global batch must split into equal slices, one per process."""
     if batch_size % world_size():

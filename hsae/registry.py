@@ -158,17 +158,22 @@ def unregister(group: str, name: str) -> None:
     del _registered[group][name]
 
 
+def _option_problem(err: dict) -> str:
+    """One pydantic error as 'field: message (got value)'; a check of the options as a whole
+    (no field) as its message alone."""
+    if not err["loc"]:
+        return err["msg"].removeprefix("Value error, ")
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}" + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden" else "")
+
+
 def validate_options(group: str, name: str, options: Mapping[str, Any]):
     """Check ``options`` against the plugin's typed ``Config``; errors name plugin and field."""
     cls = load(group, name)
     try:
         return cls, cls.Config(**dict(options))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '(options)'}: {err['msg']}"
-            + (f" (got {err['input']!r})" if err["type"] != "extra_forbidden" else "")
-            for err in exc.errors()
-        )
+        problems = "; ".join(_option_problem(err) for err in exc.errors())
         raise PluginError(f"{group} plugin {name!r}: invalid options: {problems}") from None
 
 

@@ -9,12 +9,13 @@ from typing import List, Optional
 
 import click
 import typer
+from rich.markup import escape
 
 from hsae import registry
-from hsae.errors import BadInput, HsaeError
-from hsae.cli import interventions
+from hsae.cli import guard, interventions
 from hsae.cli.bars import bar_callback, console, progress_bar
 from hsae.cli.tables import hierarchy_tree, plugins_table, summary_table
+from hsae.errors import BadInput
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Hierarchical (cascaded) sparse autoencoders: train, evaluate and inspect.")
@@ -53,12 +54,13 @@ def _store_callback():
 @app.command()
 def run(recipe: Path = RecipeArg, out: Optional[Path] = typer.Option(None, help="run directory (default runs/<name>)"),
         set_: Optional[List[str]] = SetOpt, fresh: bool = typer.Option(False, help="discard an earlier run in --out"),
+        force: bool = typer.Option(False, help="resume a run in --out with a recipe that differs from its own"),
         nproc: int = typer.Option(1, "--nproc", min=1, help="data-parallel processes on this machine, started "
                                   "through torchrun (docs/distributed.md)")):
     """Run a recipe: activations, training (resumable), evaluation, summary. A recipe with
     variants runs each into <out>/<variant>/ on shared activations, then compares them."""
     from hsae.run.pipeline import Hooks, run_recipe
-    from hsae.recipe.load import apply_override, check_recipe, parse_recipe, read_recipe_tree
+    from hsae.recipe.load import apply_override, parse_recipe, read_recipe_tree
     from hsae import distributed
     from hsae.run.run_dir import RunDir
 
@@ -69,12 +71,12 @@ def run(recipe: Path = RecipeArg, out: Optional[Path] = typer.Option(None, help=
         if distributed.launched():
             raise BadInput(f"{recipe}: a recipe with variants runs on one process; run each variant's recipe "
                            "data-parallel instead (docs/distributed.md)")
-        _run_sweep(recipe, tree, set_ or [], out, fresh)
+        _run_sweep(recipe, tree, set_ or [], out, fresh, force)
         return
     for assignment in set_ or []:
         apply_override(tree, assignment)
     parsed = parse_recipe(tree, str(recipe), recipe.parent)
-    check_recipe(parsed)
+    _check(recipe, parsed)
     _resolve_store_path(tree, parsed)
     parsed.train.device = distributed.join(parsed.train.device)
     run_dir = RunDir(out or Path("runs") / parsed.name)
@@ -83,7 +85,7 @@ def run(recipe: Path = RecipeArg, out: Optional[Path] = typer.Option(None, help=
     else:  # the first process reports for all
         hooks = Hooks()
     try:
-        metrics = run_recipe(parsed, tree, run_dir, hooks, fresh)
+        metrics = run_recipe(parsed, tree, run_dir, hooks, fresh, force)
     finally:
         distributed.leave()
     if metrics is None:
@@ -104,6 +106,16 @@ def _write_views(root: Path) -> None:
         index = browse_run(root, root / "browse")
     console.print(f"plots:   {', '.join(str(p.resolve()) for p in plots)}")
     console.print(f"browser: {index.resolve()}")
+
+
+def _check(path: Path, recipe, variant: str | None = None) -> None:
+    """check_recipe, its message naming the recipe file (and the variant)."""
+    from hsae.recipe.load import check_recipe
+
+    try:
+        check_recipe(recipe)
+    except BadInput as exc:
+        raise BadInput(f"{path}{f' (variant {variant})' if variant else ''}: {exc}") from None
 
 
 def _torchrun(nproc: int) -> int:
@@ -130,21 +142,20 @@ def _resolve_store_path(tree: dict, parsed) -> None:
         tree.setdefault("data", {})["activations"] = str(Path(parsed.data.activations).resolve())
 
 
-def _run_sweep(recipe: Path, tree: dict, overrides: list[str], out: Optional[Path], fresh: bool) -> None:
+def _run_sweep(recipe: Path, tree: dict, overrides: list[str], out: Optional[Path], fresh: bool, force: bool) -> None:
     """Every variant into <out>/<variant>/, then the comparison table (printed and written)."""
     from hsae.run.compare import collect_runs, comparisons
     from hsae.run.pipeline import Hooks
-    from hsae.recipe.load import check_recipe
     from hsae.run.variants import expand_variants
     from hsae.run.sweep import run_sweep
 
     variants = expand_variants(tree, overrides, str(recipe), recipe.parent)
     for variant in variants:
-        check_recipe(variant.recipe)
+        _check(recipe, variant.recipe, variant.name)
         _resolve_store_path(variant.tree, variant.recipe)
     out = out or (Path("runs") / variants[0].recipe.name).parent
     run_sweep(variants, out, Hooks(_stores_callback(), _train_callback, lambda text: console.print(f"[bold]{text}[/bold]")),
-              fresh)
+              fresh, force)
     _show_comparison(comparisons(collect_runs([out])), out)
 
 
@@ -218,21 +229,21 @@ def browse(run_dir: Path = typer.Argument(..., help="a finished run directory"),
 def validate(recipe: Path = RecipeArg, set_: Optional[List[str]] = SetOpt):
     """Check a recipe (keys, types, plugins and their options, files) without running it."""
     from hsae.methods import method_spec
-    from hsae.recipe.load import check_recipe, devices, load_recipe, read_recipe_tree
+    from hsae.recipe.load import devices, load_recipe, read_recipe_tree
     from hsae.run.variants import expand_variants
 
     tree = read_recipe_tree(recipe)
     if tree.get("variants"):
         variants = expand_variants(tree, set_ or [], str(recipe), recipe.parent)
         for variant in variants:
-            check_recipe(variant.recipe)
+            _check(recipe, variant.recipe, variant.name)
         console.print(f"[green]ok[/green] {recipe}: {len(variants)} variants: " + ", ".join(
             f"{v.name} ({method_spec(v.recipe.model.method)[0]})" for v in variants))
         for where in dict.fromkeys(devices(v.recipe) for v in variants):
             console.print(f"device: {where}")
         return
     parsed = load_recipe(recipe, set_)
-    check_recipe(parsed)
+    _check(recipe, parsed)
     console.print(f"[green]ok[/green] {recipe}: method {method_spec(parsed.model.method)[0]}, "
                   f"{len(parsed.model.levels)} levels, "
                   f"encoders {', '.join(l.encoder['name'] for l in parsed.model.levels)}")
@@ -258,15 +269,19 @@ def eval_(run_dir: Path = typer.Argument(..., help="a finished run directory"),
           option: Optional[List[str]] = typer.Option(None, help="--spliced: KEY=VALUE, e.g. images='{name: coco, "
                                                      "split: test, ...}' or extractor='{device: cuda}'")):
     """Recompute metrics.json and hierarchy.json for a finished run (or, with --spliced, the spliced evaluation)."""
+    from hsae.run import lock as run_lock
     from hsae.run.pipeline import evaluate_run
     from hsae.run.run_dir import RunDir
 
-    if spliced:
-        from hsae.cli.interventions import parse_options, spliced_eval
+    if not run_dir.is_dir():
+        raise BadInput(f"{run_dir}: no such run directory")
+    with run_lock.holding(run_dir, "run directory"):
+        if spliced:
+            from hsae.cli.interventions import parse_options, spliced_eval
 
-        spliced_eval(run_dir, images, continuation, write_back, code, parse_options(option or []))
-        return
-    metrics = evaluate_run(RunDir(run_dir))
+            spliced_eval(run_dir, images, continuation, write_back, code, parse_options(option or []))
+            return
+        metrics = evaluate_run(RunDir(run_dir))
     console.print(summary_table(metrics, str(run_dir)))
 
 
@@ -277,18 +292,23 @@ def inspect(run_dir: Path = typer.Argument(..., help="a finished run directory")
     """The hierarchy as a tree: each parent, its HMS, its children, and their labels (hsae label)."""
     from hsae.concepts.labels import read_labels
     from hsae.run.pipeline import load_metrics
-    from hsae.run.run_dir import RunDir
+    from hsae.run.run_dir import RunDir, reading
 
     run = RunDir(run_dir)
     if not run.hierarchy.exists():
         raise BadInput(f"{run_dir}: no hierarchy.json; is this a finished run?")
     metrics = load_metrics(run)
-    console.print(summary_table(metrics, str(run_dir)))
     labels = read_labels(run_dir)
-    try:
-        console.print(hierarchy_tree(json.loads(run.hierarchy.read_text()), metrics, level, max_parents, labels))
-    except ValueError as exc:
-        raise BadInput(str(exc)) from None
+    with reading(run.root):  # a damaged metrics.json or hierarchy.json
+        table = summary_table(metrics, str(run_dir))
+        try:
+            tree = hierarchy_tree(json.loads(run.hierarchy.read_text()), metrics, level, max_parents, labels)
+        except ValueError as exc:
+            if isinstance(exc, json.JSONDecodeError):
+                raise
+            raise BadInput(str(exc)) from None
+    console.print(table)
+    console.print(tree)
 
 
 for _command in (interventions.steer, interventions.judge, interventions.label):
@@ -306,20 +326,21 @@ def _interrupted() -> None:
 
 
 def main() -> None:
-    """Entry point: user errors become a one-paragraph message and exit code 2, never a traceback."""
+    """Entry point: every way a command can end becomes one message and an exit code
+    (``hsae.cli.guard``): 2 for bad input, 1 for a failure, 128 + n for signal n; never a traceback."""
+    guard.raise_on_sigterm()
     try:
         code = app(standalone_mode=False)
-    except BadInput as exc:
-        console.print(f"[bold red]error:[/bold red] {exc}", highlight=False)
-        sys.exit(2)
-    except HsaeError as exc:
-        console.print(f"[bold red]failed:[/bold red] {exc}", highlight=False)
-        sys.exit(1)
     except (typer.Abort, KeyboardInterrupt):
         _interrupted()
     except USAGE_ERRORS as exc:
         exc.show()
         sys.exit(2)
+    except Exception as exc:  # noqa: BLE001 - the one place every error is reported
+        status, message = guard.classify(exc)
+        head, _, rest = message.partition(": ") if status in (1, 2) else ("", "", message)
+        console.print(f"[bold red]{escape(head)}:[/bold red] {escape(rest)}" if head else escape(rest), highlight=False)
+        sys.exit(status)
     # Without standalone mode, typer returns the code of an Exit instead of exiting; it turns
     # Ctrl-C into Exit(130).
     if code == 130:

@@ -41,12 +41,12 @@ def recovery_line(recovery: dict | None) -> str:
 
 def summary_table(metrics: dict, title: str = "summary") -> Table:
     """Per level: FVU, L0, dead share, near-duplicate pairs, HMS (mean, median, random-partition
-    null, parents counted); recovery of a planted hierarchy in the caption."""
+    null, parents counted); recovery of a planted hierarchy and the evaluation's notes in the caption."""
     caption = (f"figures on the {metrics.get('split', 'train')} split; HMS mean, median, and null (random "
                "partition of the same sizes); dup: near-duplicate atom pairs")
-    rec = recovery_line(metrics.get("recovery"))
+    lines = [caption, recovery_line(metrics.get("recovery")), *metrics.get("notes", [])]
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, caption_justify="left",
-                  caption=caption + (f"\n{rec}" if rec else ""))
+                  caption="\n".join(line for line in lines if line))
     for name in ("level", "n", "FVU", "L0", "dead", "dup", "HMS", "median", "null", "|P|"):
         table.add_column(name, justify="right", no_wrap=True)
     for level, fig in metrics["levels"].items():

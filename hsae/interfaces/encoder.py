@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol
 import torch
 from torch import nn
 
+from hsae.errors import BadInput
 from hsae.interfaces.plugin import Plugin, PluginConfig
 from hsae.interfaces.sparse import Projection, SparseCode, SparseSelector
 
@@ -107,9 +108,20 @@ class Encoder(Plugin, nn.Module):
     def __init__(self, config: PluginConfig | None = None, *, n_inputs: int, n_latents: int):
         nn.Module.__init__(self)
         Plugin.__init__(self, config)
+        problems = self.size_problems(self.config, n_latents)
+        if problems:
+            raise BadInput(f"encoder {getattr(self, 'plugin_name', type(self).__name__)!r} of a level with "
+                           f"{n_latents} latents: {'; '.join(problems)}")
         self.n_inputs = n_inputs
         self.n_latents = n_latents
         self.batch_inference = False
+
+    @classmethod
+    def size_problems(cls, config: PluginConfig, n_latents: int) -> list[str]:
+        """What in the options contradicts a level of ``n_latents`` latents, one phrase with the
+        fix per problem (e.g. TopK's ``k`` ≥ n, which leaves no sparsity); empty when nothing.
+        Checked by ``hsae validate`` before anything runs and again when the encoder is built."""
+        return []
 
     def encode(self, proj: torch.Tensor, b_enc: torch.Tensor, dec_norm: torch.Tensor) -> Encoding:
         """``proj`` = (x − b_dec) W_encᵀ, shape (B, n); ``dec_norm`` = ||W_dec[:, j]|| (n,)."""

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from hsae.interfaces.dataset import ImageItem
+from hsae.interfaces.model_source import model_source_problem
 from hsae.interfaces.plugin import Plugin, PluginConfig
 
 PAPER_PROMPT = "Describe the image content accurately."
@@ -50,6 +51,18 @@ class ExtractorConfig(PluginConfig):
                 f"expected a dotted module path such as 'model.visual.blocks.23' or a short form such as 'vision.23', got {value!r}"
             )
         return value
+
+    @model_validator(mode="after")
+    def _model_can_load(self) -> "ExtractorConfig":
+        """A missing local folder fails here, before any lookup (``hsae.interfaces.model_source``)."""
+        problem = None if self.builds_missing_model() else model_source_problem(self.model)
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    def builds_missing_model(self) -> bool:
+        """True when the extractor makes a missing ``model`` folder itself (e.g. a tiny test model)."""
+        return False
 
 
 @dataclass

@@ -37,7 +37,18 @@ def apply_override(tree: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise BadInput(f"--set {assignment!r}: expected KEY=VALUE, e.g. train.lr=3e-4")
     key, raw = assignment.split("=", 1)
-    set_key(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None, "--set")
+    if not key.strip() or any(not part for part in key.strip().split(".")):
+        raise BadInput(f"--set {assignment!r}: {key.strip()!r} is not a dotted recipe key such as train.lr")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise BadInput(f"--set {assignment!r}: the value is not valid YAML ({_one_line(exc)}); "
+                       "quote a string, e.g. --set name='\"a: b\"'") from None
+    set_key(tree, key.strip(), value, "--set")
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def set_key(tree: dict, key: str, value: Any, where: str = "--set") -> None:
@@ -69,10 +80,17 @@ def read_recipe_tree(path: Path) -> dict:
     """The recipe file as plain data."""
     path = Path(path)
     if not path.is_file():
-        raise BadInput(f"recipe file not found: {path}")
+        raise BadInput(f"recipe file not found: {path}" + (" (it is a folder)" if path.is_dir() else ""))
     try:
-        tree = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                       "a recipe is a YAML file saved as UTF-8") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        tree = yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError) as exc:
         raise BadInput(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(tree, dict):
         raise BadInput(f"{path}: a recipe is a YAML mapping of sections (data, model, train, eval); got {type(tree).__name__}")
@@ -121,9 +139,13 @@ def check_recipe(recipe: Recipe) -> None:
         spec = dict(level.encoder)
         name = spec.pop("name")
         try:
-            registry.validate_options("hsae.encoders", name, spec)
+            cls, options = registry.validate_options("hsae.encoders", name, spec)
         except BadInput as exc:
             raise BadInput(f"model.levels[{l}].encoder: {exc}") from None
+        problems = cls.size_problems(options, level.n_latents)
+        if problems:
+            raise BadInput(f"model.levels[{l}].encoder ({name}, n_latents {level.n_latents}): "
+                           + "; ".join(problems))
     plugin_sections = [("data.dataset", "hsae.datasets", recipe.data.dataset),
                        ("eval.backbone", "hsae.backbones", recipe.eval.backbone)]
     if recipe.steer is not None:

@@ -60,6 +60,9 @@ class TrainConfig(Section):
     shared_pass: bool = Field(
         True, description="sweep variants with the same batch stream are trained together, each batch read once; "
         "false: one after another (less memory)")
+    nonfinite: Literal["stop", "skip"] = Field(
+        "stop", description="a step whose loss is NaN or infinite: 'stop' ends the run, keeping the last "
+        "checkpoint (whose weights are all finite); 'skip' leaves that batch out (no update) and goes on")
     memory: Literal["auto", "fast", "lean"] = Field(
         "auto", description="'lean': the sparse path's (n, d) weight gradients are never formed whole "
         "(TopK/BatchTopK levels), for a step peak of ~1.25 x (parameters + Adam state + batch) instead of "

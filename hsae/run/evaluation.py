@@ -16,15 +16,16 @@ import torch
 from torch import nn
 
 from hsae.cascade.hierarchy import evaluating, hierarchy_dict
+from hsae.errors import BadInput
 from hsae.metrics.health import near_duplicate_pairs
 from hsae.metrics.hms import hms_by_level, semantic_vectors
 from hsae.metrics.inference_rule import alive_by_pre_activation, batch_inference
 from hsae.metrics.pooling import pool_images
 from hsae.metrics.recovery import hierarchy_recovery
-from hsae.store.truth import load_truth
 from hsae.recipe.schema import EvalConfig
 from hsae.sae.sae import SAE
 from hsae.store import ActivationStore
+from hsae.store.truth import MARKED_DATASET, MARKER, MARKER_NAME, has_marked_truth, load_truth
 
 CHUNK_ROWS = 4096
 
@@ -134,7 +135,20 @@ def evaluate(cascade: nn.Module, store: ActivationStore, scale: float, config: E
                 levels[str(report.level)]["hms"] = report.to_dict(per_parent=True)
         metrics = {"levels": levels}
         if store.has("truth") and parents:
-            truth = load_truth(store)
-            metrics["recovery"] = hierarchy_recovery(cascade.level(1).W_dec.t(), parents, truth,
-                                                     config.match_threshold).to_dict()
+            recovery, note = _recovery(cascade, parents, store, config)
+            metrics.update({"recovery": recovery} if recovery is not None else {"notes": [note]})
     return metrics, hierarchy_dict(parents, widths)
+
+
+def _recovery(cascade: nn.Module, parents: list, store: ActivationStore,
+              config: EvalConfig) -> tuple[dict | None, str | None]:
+    """(recovery figures, None), or (None, a one-line note why there are none): recovery is an
+    extra of planted data, scored only against a ``truth/`` group in this project's format."""
+    if not has_marked_truth(store):
+        return None, (f"no hierarchy recovery: the truth/ group of {store.path} is not a planted hierarchy "
+                      f"of hsae's format (attribute {MARKER_NAME}={MARKER!r} on {MARKED_DATASET})")
+    try:
+        truth = load_truth(store)
+    except BadInput as exc:
+        return None, f"no hierarchy recovery: {exc}"
+    return hierarchy_recovery(cascade.level(1).W_dec.t(), parents, truth, config.match_threshold).to_dict(), None

@@ -5,6 +5,7 @@ in training; the first one alone writes the run directory's files and evaluates.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,12 +16,14 @@ import numpy as np
 from hsae import registry
 from hsae.errors import BadInput
 from hsae.extract.embeddings import store_embeddings
-from hsae.run.evaluation import evaluate
 from hsae.interfaces.dataset import ActivationSource, Progress
 from hsae.methods import build_model
+from hsae.recipe.difference import recipe_difference
 from hsae.recipe.load import parse_recipe
 from hsae.recipe.schema import Recipe
-from hsae.run.run_dir import RunDir, write_json
+from hsae.run import lock as run_lock
+from hsae.run.evaluation import evaluate
+from hsae.run.run_dir import RunDir, reading, write_json
 from hsae.store import ActivationStore
 from hsae.store.layout import parts_folder
 from hsae import distributed
@@ -88,28 +91,32 @@ def image_embeddings(recipe: Recipe, store: ActivationStore, run: RunDir) -> np.
     return store_embeddings(backbone, store, run.root)
 
 
-def check_run_dir(run: RunDir, tree: dict, fresh: bool) -> None:
-    """Refuse to mix two recipes in one run directory; ``fresh`` starts over."""
+def check_run_dir(run: RunDir, tree: dict, fresh: bool = False, force: bool = False) -> None:
+    """Refuse to mix two recipes in one run directory, listing what differs; ``force`` resumes
+    with the new recipe anyway, ``fresh`` empties the (held) folder and starts over."""
     if fresh and run.root.exists() and distributed.is_main():
-        import shutil
-
-        shutil.rmtree(run.root)
+        run_lock.clear(run.root)
     distributed.barrier()  # no process looks into the folder while the first one empties it
     saved = run.read_recipe_tree()
     made = latest_checkpoint(run.checkpoints) is not None or run.store.exists() or parts_folder(run.store).exists()
-    if saved is not None and saved != tree and made:
-        raise BadInput(f"{run.root} holds a run of a different recipe; resume it with the same recipe, "
-                       "choose another --out, or pass --fresh to start over")
+    if saved is not None and saved != tree and made and not force:
+        changes = "\n".join(f"  {line}" for line in recipe_difference(saved, tree))
+        raise BadInput(f"{run.root} holds a run of a different recipe:\n{changes}\nresume it with the same "
+                       "recipe, pass --force to go on with this one, --fresh to start over, or choose another --out")
 
 
-def run_recipe(recipe: Recipe, tree: dict, run: RunDir, hooks: Hooks, fresh: bool = False) -> dict | None:
+def run_recipe(recipe: Recipe, tree: dict, run: RunDir, hooks: Hooks, fresh: bool = False,
+               force: bool = False) -> dict | None:
     """Train and evaluate; returns metrics.json's content (None on the other processes of a
-    data-parallel run). Resumes from the last checkpoint."""
-    check_run_dir(run, tree, fresh)
-    if distributed.is_main():
-        run.write_recipe(tree)
-    store = prepare_store(recipe, run, hooks)
-    return train_and_evaluate(recipe, run, store, hooks, prepare_test_store(recipe, run, store))
+    data-parallel run). Resumes from the last checkpoint. The run directory is held by this run
+    (``hsae.run.lock``; by the first process of a data-parallel run) throughout."""
+    with run_lock.holding(run.root) if distributed.is_main() else contextlib.nullcontext():
+        distributed.barrier()  # the others start once the first holds the folder
+        check_run_dir(run, tree, fresh, force)
+        if distributed.is_main():
+            run.write_recipe(tree)
+        store = prepare_store(recipe, run, hooks)
+        return train_and_evaluate(recipe, run, store, hooks, prepare_test_store(recipe, run, store))
 
 
 def trainer_for(recipe: Recipe, run: RunDir, store: ActivationStore) -> Trainer:
@@ -129,9 +136,17 @@ def train_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, hook
     result = trainer.fit(callback)
     if not distributed.is_main():
         return None
-    if result.resumed_from is not None:
-        hooks.message(f"resumed from the checkpoint at step {result.resumed_from}")
+    report_training(result, hooks)
     return save_and_evaluate(recipe, run, store, result, test_store=test_store)
+
+
+def report_training(result: TrainResult, hooks: Hooks, name: str | None = None) -> None:
+    """The checkpoint training resumed from and its notes (checkpoints passed over, batches skipped)."""
+    prefix = f"{name}: " if name else ""
+    for note in result.notes:
+        hooks.message(prefix + note)
+    if result.resumed_from is not None:
+        hooks.message(f"{prefix}resumed from the checkpoint at step {result.resumed_from}")
 
 
 def save_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, result: TrainResult,
@@ -148,12 +163,14 @@ def save_and_evaluate(recipe: Recipe, run: RunDir, store: ActivationStore, resul
 def evaluate_run(run: RunDir, recipe: Recipe | None = None, store: ActivationStore | None = None) -> dict:
     """(Re)compute metrics.json and hierarchy.json of a finished run, on its test store when it
     has one (``split`` in metrics.json says which)."""
-    cascade, config = run.load_model()
+    with reading(run.root):
+        cascade, config = run.load_model()
+        scale, store_path = float(config["scale"]), Path(config.get("test_store") or config["store"])
     if recipe is None:
         recipe = parse_recipe(run.read_recipe_tree() or {}, str(run.recipe))
     if store is None:
-        store = ActivationStore(Path(config.get("test_store") or config["store"]))
-    metrics, hierarchy = evaluate(cascade, store, config["scale"], recipe.eval, image_embeddings(recipe, store, run))
+        store = ActivationStore(store_path)
+    metrics, hierarchy = evaluate(cascade, store, scale, recipe.eval, image_embeddings(recipe, store, run))
     metrics["recipe"] = recipe.name
     metrics["split"] = "test" if config.get("test_store") else "train"
     write_json(run.metrics, metrics)
@@ -164,4 +181,5 @@ def evaluate_run(run: RunDir, recipe: Recipe | None = None, store: ActivationSto
 def load_metrics(run: RunDir) -> dict:
     if not run.metrics.exists():
         raise BadInput(f"{run.root}: no metrics.json; run `hsae eval {run.root}` first")
-    return json.loads(run.metrics.read_text())
+    with reading(run.root):
+        return json.loads(run.metrics.read_text())

@@ -15,12 +15,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import yaml
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -50,6 +53,20 @@ def write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
+@contextlib.contextmanager
+def reading(root: Path) -> Iterator[None]:
+    """Errors of reading the files of the run directory ``root`` (damaged, cut short, or written by
+    an incompatible hsae version) as ``BadInput`` naming it."""
+    try:
+        yield
+    except BadInput:
+        raise
+    except (OSError, ValueError, KeyError, IndexError, TypeError, RuntimeError, SafetensorError, yaml.YAMLError) as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise BadInput(f"{root}: cannot read this run directory ({type(exc).__name__}: {detail}); it is damaged or "
+                       "was written by an incompatible hsae version: `hsae run RECIPE --out DIR --fresh` remakes it") from None
+
+
 @dataclass(frozen=True)
 class RunDir:
     root: Path
@@ -69,7 +86,13 @@ class RunDir:
         self.recipe.write_text(yaml.safe_dump(tree, sort_keys=False))
 
     def read_recipe_tree(self) -> dict | None:
-        return yaml.safe_load(self.recipe.read_text()) if self.recipe.exists() else None
+        if not self.recipe.exists():
+            return None
+        with reading(self.root):
+            tree = yaml.safe_load(self.recipe.read_text())
+        if not isinstance(tree, dict):
+            raise BadInput(f"{self.recipe}: not a recipe (a YAML mapping); remake the run with --fresh")
+        return tree
 
     def save_model(self, model: nn.Module, scale: float, model_section: ModelConfig, steps: int,
                    extra: dict | None = None) -> None:

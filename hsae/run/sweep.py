@@ -11,12 +11,13 @@ Every variant resumes like a single run.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from hsae.run.compare import SWEEP_FILE
 from hsae.errors import BadInput
-from hsae.run.pipeline import Hooks, check_run_dir, prepare_store, prepare_test_store, save_and_evaluate, trainer_for
+from hsae.run import lock as run_lock
+from hsae.run.pipeline import (Hooks, check_run_dir, prepare_store, prepare_test_store, report_training,
+                               save_and_evaluate, trainer_for)
 from hsae.recipe.schema import SWEEP_STORES
 from hsae.run.variants import VariantRecipe
 from hsae.run.run_dir import RunDir, write_json
@@ -37,16 +38,22 @@ def shared_pass_groups(variants: list[VariantRecipe]) -> list[list[int]]:
     return list(groups.values())
 
 
-def run_sweep(variants: list[VariantRecipe], out: Path, hooks: Hooks, fresh: bool = False) -> list[RunDir]:
-    """Train and evaluate every variant; returns their run directories in recipe order."""
+def run_sweep(variants: list[VariantRecipe], out: Path, hooks: Hooks, fresh: bool = False,
+              force: bool = False) -> list[RunDir]:
+    """Train and evaluate every variant; returns their run directories in recipe order. The
+    sweep's folder is held by this run (``hsae.run.lock``) throughout."""
     if not variants:
         raise BadInput("the recipe lists no variants")
-    if fresh and out.exists():
-        shutil.rmtree(out)
+    with run_lock.holding(out):
+        if fresh:
+            run_lock.clear(out)
+        return _run_variants(variants, out, hooks, force)
+
+
+def _run_variants(variants: list[VariantRecipe], out: Path, hooks: Hooks, force: bool) -> list[RunDir]:
     runs = [RunDir(out / v.name) for v in variants]
     for variant, run in zip(variants, runs):  # refuse before anything is trained
-        check_run_dir(run, variant.tree, fresh=False)
-    out.mkdir(parents=True, exist_ok=True)
+        check_run_dir(run, variant.tree, force=force)
     write_json(out / SWEEP_FILE, {"variants": [{"name": v.name, "label": v.label} for v in variants]})
     stores: dict[str, tuple[ActivationStore, ActivationStore | None]] = {}
     for group in shared_pass_groups(variants):
@@ -65,8 +72,7 @@ def run_sweep(variants: list[VariantRecipe], out: Path, hooks: Hooks, fresh: boo
         results = fit_together(trainers, callback)
         for i, result in zip(group, results):
             variant = variants[i]
-            if result.resumed_from is not None:
-                hooks.message(f"{variant.name}: resumed from the checkpoint at step {result.resumed_from}")
+            report_training(result, hooks, variant.name)
             save_and_evaluate(variant.recipe, runs[i], store, result, {"variant": variant.name, "label": variant.label},
                               test_store)
     return runs

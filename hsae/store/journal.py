@@ -61,6 +61,13 @@ def discard(folder: Path) -> None:
         shutil.rmtree(folder)
 
 
+def _append(log, array: np.ndarray) -> None:
+    """Write all of ``array``'s bytes to the unbuffered ``log`` (a raw write may take part of them)."""
+    view = memoryview(array).cast("B")
+    while view:
+        view = view[log.write(view):]
+
+
 class Journal:
     """An open, locked ``<store>.parts/`` folder.
 
@@ -124,18 +131,26 @@ class Journal:
                            f"{self.folder} and write the store again")
         with open(path, "ab") as log:
             log.truncate(committed)
-        return open(path, "ab")
+        return open(path, "ab", buffering=0)  # unbuffered: nothing of a failed commit is written later
+
+    def _row_bytes(self, name: str) -> int:
+        return self.width * self.dtype.itemsize if name == ACTIVATION_LOG else INDEX_DTYPE.itemsize
 
     def commit(self, rows: np.ndarray, image_index: np.ndarray | None, images: int) -> None:
         """Append ``rows`` (and their ``image_index``) as one unit; ``images`` is the new count
-        of complete images."""
-        self._logs[ACTIVATION_LOG].write(np.ascontiguousarray(rows, dtype=self.dtype).data)
-        if image_index is not None:
-            self._logs[INDEX_LOG].write(np.ascontiguousarray(image_index, dtype=INDEX_DTYPE).data)
-        for log in self._logs.values():
-            log.flush()
-        self.state = {**self.state, "rows": self.rows + len(rows), "images": images}
-        _replace_atomically(self.folder / STATE, json.dumps(self.state))
+        of complete images. A commit that fails (a full disk) cuts the logs back to the rows
+        committed before it, so the journal stays as it was and a later commit follows them."""
+        try:
+            _append(self._logs[ACTIVATION_LOG], np.ascontiguousarray(rows, dtype=self.dtype))
+            if image_index is not None:
+                _append(self._logs[INDEX_LOG], np.ascontiguousarray(image_index, dtype=INDEX_DTYPE))
+            state = {**self.state, "rows": self.rows + len(rows), "images": images}
+            _replace_atomically(self.folder / STATE, json.dumps(state))
+        except BaseException:
+            for name, log in self._logs.items():
+                os.ftruncate(log.fileno(), self.rows * self._row_bytes(name))
+            raise
+        self.state = state
 
     def put(self, name: str, data: np.ndarray, attrs: dict[str, Any]) -> None:
         """Store the whole dataset ``name`` (replacing an earlier one of that name)."""

@@ -4,6 +4,8 @@ Levels are numbered as in the cascade: level 1 holds the leaves (the concepts a 
 should find as atoms), level ``L`` the roots. In an activation store the truth lives under
 ``truth/``: ``truth/level{l}/directions`` ``(n_l, d)`` unit rows and, for ``l < L``,
 ``truth/level{l}/parent`` ``(n_l,)``, the index of each concept's parent at level ``l + 1``.
+The format's marker, the attribute ``hsae_truth = "planted-hierarchy/1"`` of
+``truth/level1/directions``, tells this layout from a user's own free-form ``truth/`` group.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ class Truth:
         return index
 
 
+MARKER_NAME, MARKER = "hsae_truth", "planted-hierarchy/1"
+MARKED_DATASET = "truth/level1/directions"
+
+
 class _Writer(Protocol):
     def put(self, name: str, array: np.ndarray, attrs: dict | None = None) -> None: ...
 
@@ -72,14 +78,26 @@ class _Writer(Protocol):
 class _Store(Protocol):
     def has(self, name: str) -> bool: ...
     def read(self, name: str) -> np.ndarray: ...
+    def dataset_attrs(self, name: str) -> dict: ...
 
 
 def write_truth(writer: _Writer, truth: Truth) -> None:
-    """Put ``truth`` into an activation store being written, under ``truth/``."""
+    """Put ``truth`` into an activation store being written, under ``truth/``, with the marker."""
     for level, dirs in enumerate(truth.directions, start=1):
-        writer.put(f"truth/level{level}/directions", dirs.astype(np.float32))
+        attrs = {MARKER_NAME: MARKER} if level == 1 else None
+        writer.put(f"truth/level{level}/directions", dirs.astype(np.float32), attrs)
     for level, parent in enumerate(truth.parents, start=1):
         writer.put(f"truth/level{level}/parent", parent.astype(np.int64))
+
+
+def has_marked_truth(store: _Store) -> bool:
+    """Whether the store's ``truth/`` is a planted hierarchy in this format (it carries the marker)."""
+    if not store.has(MARKED_DATASET):
+        return False
+    try:
+        return store.dataset_attrs(MARKED_DATASET).get(MARKER_NAME) == MARKER
+    except BadInput:  # a group where the dataset should be, or unreadable attributes
+        return False
 
 
 def load_truth(store: _Store) -> Truth:

@@ -31,7 +31,7 @@ ASSEMBLY = "assembling.h5"
 MAX_CHUNK_BYTES = 2**32 - 1  # HDF5's limit on one chunk
 
 
-def _sync(path: Path) -> None:
+def sync(path: Path) -> None:
     """fsync a file or folder, so that it survives a machine crash too."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
@@ -193,9 +193,9 @@ class StoreWriter:
             ActivationStore(assembly).close()
         except BadInput as error:
             raise BadInput(f"{self.path}: cannot finish, the store would be invalid: {error}") from None
-        _sync(assembly)
+        sync(assembly)
         os.replace(assembly, self.path)
-        _sync(self.path.parent)
+        sync(self.path.parent)
         journal.remove()
         self._journal = None
         self.finished = True

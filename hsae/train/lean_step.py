@@ -34,6 +34,7 @@ from hsae.interfaces.data_parallel import average_, is_split
 from hsae.recipe.schema import TrainConfig
 from hsae.sae.factored import FactoredGradient, GradientFactors, factored_gradients
 from hsae.sae.sae import SAE, remove_parallel
+from hsae.train.nonfinite import skips_batch
 from hsae.train.device import device_type
 from hsae.distributed import average_gradients
 from hsae.train.precision import autocast
@@ -69,7 +70,7 @@ def lean_train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x:
     with factored_gradients() as factors:
         with autocast(cfg):
             out = model(x, step)
-        if not out.loss.requires_grad:  # only frozen levels have a term at this step: nothing to update
+        if not out.loss.requires_grad or skips_batch(cfg, out.loss):  # frozen levels only, or a skipped batch
             return out
         (out.loss if scaler is None else scaler.scale(out.loss)).backward()
     if is_split():  # the dense gradients here, the factored ones block by block as they are formed

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,15 +23,19 @@ import torch
 from hsae import distributed
 from hsae.cascade.cascade import Cascade, CascadeOutput
 from hsae.cascade.config import CascadeConfig
+from hsae.errors import BadInput, HsaeError, Interrupted
 from hsae.interfaces.encoder import Encoder
 from hsae.interfaces.data_parallel import average_, is_split, rows_split_over
 from hsae.run.run_dir import RunDir
 from hsae.recipe.schema import TrainConfig
 from hsae.store import ActivationStore
 from hsae.store.prefetch import Prefetcher
-from hsae.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from hsae.train import stop
+from hsae.train.checkpoint import resume_point, save_checkpoint
 from hsae.train.device import train_device
 from hsae.train.lean_step import lean_train_step, takes_lean_step
+from hsae.train.memory_budget import check_fits
+from hsae.train.nonfinite import all_finite, loss_finite, skips_batch
 from hsae.train.precision import autocast
 from hsae.train.schedule import lr_multiplier
 
@@ -92,7 +97,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x: torc
     optimizer.zero_grad(set_to_none=True)
     with autocast(cfg):
         out = model(x, step)
-    if not out.loss.requires_grad:  # only frozen levels have a term at this step: nothing to update
+    if not out.loss.requires_grad or skips_batch(cfg, out.loss):  # frozen levels only, or a skipped batch
         return out
     (out.loss if scaler is None else scaler.scale(out.loss)).backward()
     if is_split():
@@ -117,6 +122,7 @@ class TrainResult:
     scale: float
     resumed_from: int | None
     device: str  # the device it trained on ('auto' resolved)
+    notes: list[str]  # checkpoints passed over on resume, batches skipped
 
 
 def scales_activations(model: CascadeConfig, normalize: bool | str) -> bool | str:
@@ -150,6 +156,7 @@ class Trainer:
         return fit_together([self], callback)[0]
 
     def _build(self) -> tuple[Cascade, torch.optim.Optimizer]:
+        check_fits(self.model_config, self.store.width, self.cfg.batch_size, self.cfg.device)
         torch.manual_seed(self.cfg.seed)
         cascade = self.build(self.store.width)
         cascade.reset_parameters(torch.Generator().manual_seed(self.cfg.seed))
@@ -162,20 +169,27 @@ class Trainer:
         return cascade, optimizer
 
     def _resume(self, cascade: Cascade, optimizer: torch.optim.Optimizer,
-                scaler: torch.amp.GradScaler | None) -> tuple[int, float | None]:
-        path = latest_checkpoint(self.run.checkpoints)
-        distributed.agree(0 if path is None else int(path.name.split("-")[1]), "the checkpoint to resume from")
-        if path is None:
+                scaler: torch.amp.GradScaler | None) -> tuple[int, float | None, list[str]]:
+        """(step, scale, notes) of the newest sound checkpoint, loaded into the arguments;
+        (0, None, notes) when there is none. The processes of a data-parallel run agree on it."""
+        ckpt, notes = resume_point(self.run.checkpoints)
+        distributed.agree(0 if ckpt is None else ckpt.step, "the checkpoint to resume from")
+        if ckpt is None:
             self._truncate_log(0)  # lines of a run killed before its first checkpoint
-            return 0, None
-        ckpt = load_checkpoint(path)
-        cascade.load_state_dict(ckpt.model)
-        optimizer.load_state_dict(ckpt.optimizer)
-        torch.set_rng_state(torch.tensor(ckpt.extra["rng"], dtype=torch.uint8))
+            return 0, None, notes
+        try:
+            cascade.load_state_dict(ckpt.model)
+            optimizer.load_state_dict(ckpt.optimizer)
+            rng = torch.tensor(ckpt.extra["rng"], dtype=torch.uint8)
+            scale = float(ckpt.extra["scale"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise BadInput(f"the checkpoint of step {ckpt.step} in {self.run.checkpoints} does not fit this "
+                           f"recipe's model ({' '.join(str(exc).split())[:300]}); pass --fresh to start over") from None
+        torch.set_rng_state(rng)
         if scaler is not None and "scaler" in ckpt.extra:
             scaler.load_state_dict(ckpt.extra["scaler"])
         self._truncate_log(ckpt.step)
-        return ckpt.step, ckpt.extra["scale"]
+        return ckpt.step, scale, notes
 
     def _truncate_log(self, step: int) -> None:
         """Drop metrics.jsonl lines of steps after the checkpoint (they will be logged again);
@@ -204,10 +218,11 @@ class _Member:
         cfg = trainer.cfg
         self.model, self.optimizer = trainer._build()
         self.scaler = torch.amp.GradScaler(torch.device(cfg.device).type) if cfg.precision == "float16" else None
-        self.start, self.scale = trainer._resume(self.model, self.optimizer, self.scaler)
+        self.start, self.scale, self.notes = trainer._resume(self.model, self.optimizer, self.scaler)
         self.rng = torch.get_rng_state()
         self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
         self.log = None
+        self.saved_at = self.start  # the step of the newest checkpoint
 
     def open_log(self, stack: contextlib.ExitStack) -> None:
         if not distributed.is_main():
@@ -223,24 +238,65 @@ class _Member:
         factor = lr_multiplier(step, cfg.steps, cfg.warmup_steps, cfg.decay_start)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
+        buffers = self._buffers() if cfg.nonfinite == "skip" else None
         schedule = scheduled_values(model, step, cfg.steps)
         metrics = None
         with rows_split_over(distributed.group()):
             out = train_step(model, optimizer, x * self.scale, step, cfg, self.params, self.scaler)
-            if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            logged = step % cfg.log_every == 0 or step == cfg.steps - 1
+            # every step on the CPU; on a GPU only where the host waits anyway (a log line), as the
+            # weights are checked before every checkpoint
+            if (buffers is not None or logged or x.device.type == "cpu") and not loss_finite(out.loss):
+                self._nonfinite(step, out, buffers)
+            if logged:
                 metrics = step_metrics(step, cfg.lr * factor, out, model, cfg.dead_window)
                 if schedule:
                     metrics["schedule"] = schedule
         if metrics is not None and self.log is not None:
             self.log.write(json.dumps(metrics) + "\n")
             self.log.flush()
-        if distributed.is_main() and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
-            extra = {"scale": self.scale, "rng": torch.get_rng_state().tolist()}
-            if self.scaler is not None:
-                extra["scaler"] = self.scaler.state_dict()
-            save_checkpoint(self.trainer.run.checkpoints, step + 1, model, optimizer, extra, cfg.keep_checkpoints)
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            self.save(step + 1)
         self.rng = torch.get_rng_state()
         return metrics
+
+    def _buffers(self) -> dict[str, torch.Tensor]:
+        """Copies of the model's buffers (firing counters, thresholds), which a forward pass
+        updates: a skipped batch must leave no trace."""
+        return {name: b.detach().clone() for name, b in self.model.named_buffers()}
+
+    def _nonfinite(self, step: int, out: CascadeOutput, buffers: dict[str, torch.Tensor] | None) -> None:
+        """A NaN or infinite loss at ``step``: skipped (``train.nonfinite: skip``; the forward
+        pass's buffer updates undone) or the end of the run, the last checkpoint kept."""
+        losses = ", ".join(f"level {lv.level} {float(lv.loss.detach()):g}" for lv in out.levels)
+        if buffers is not None:
+            with torch.no_grad():
+                for name, b in self.model.named_buffers():
+                    b.copy_(buffers[name])
+            self.notes.append(f"step {step}: non-finite loss ({losses}); batch skipped")
+            return
+        raise HsaeError(f"{self.trainer.run.root}: training diverged at step {step}: the loss is not finite "
+                        f"({losses}); {self._kept()}; lower train.lr or set train.nonfinite: skip (with --force), "
+                        "or start over with --fresh")
+
+    def _kept(self) -> str:
+        if self.saved_at == 0:
+            return "there is no checkpoint yet, so `hsae run` starts over"
+        return f"the checkpoint of step {self.saved_at} is kept and `hsae run` resumes from it"
+
+    def save(self, steps_done: int) -> None:
+        """A checkpoint after ``steps_done`` steps, refused when a weight is not finite."""
+        cfg = self.trainer.cfg
+        if not all_finite(self.params):
+            raise HsaeError(f"{self.trainer.run.root}: a weight is NaN or infinite after step {steps_done - 1}; "
+                            f"{self._kept()}; lower train.lr (with --force) or start over with --fresh")
+        extra = {"scale": self.scale, "rng": torch.get_rng_state().tolist()}
+        if self.scaler is not None:
+            extra["scaler"] = self.scaler.state_dict()
+        if distributed.is_main():  # every process holds the same model; the first one writes
+            save_checkpoint(self.trainer.run.checkpoints, steps_done, self.model, self.optimizer, extra,
+                            cfg.keep_checkpoints)
+        self.saved_at = steps_done
 
 
 def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) -> list[TrainResult]:
@@ -277,6 +333,7 @@ def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) 
         batches = Prefetcher(batches, prefetch, pin_memory=torch.device(cfg.device).type == "cuda")
     with contextlib.ExitStack() as stack:
         stack.enter_context(contextlib.closing(batches))
+        stack.enter_context(stop.stop_requests())
         for member in members:
             member.open_log(stack)
         for step in range(start, cfg.steps):
@@ -284,4 +341,17 @@ def fit_together(trainers: list[Trainer], callback: StepCallback | None = None) 
             metrics = [member.step(x, step) for member in members if step >= member.start]
             if callback is not None:
                 callback(step, metrics[0] if len(members) == 1 else None)
-    return [TrainResult(member.model, member.scale, member.start or None, cfg.device) for member in members]
+            number = stop.requested()
+            if number is not None and step + 1 < cfg.steps:
+                _stop_now(members, step + 1, number)
+    return [TrainResult(member.model, member.scale, member.start or None, cfg.device, member.notes) for member in members]
+
+
+def _stop_now(members: list[_Member], steps_done: int, number: int) -> None:
+    """Checkpoint every member at the step boundary ``steps_done`` and raise ``Interrupted``."""
+    for member in members:
+        if member.saved_at != steps_done and steps_done > member.start:
+            torch.set_rng_state(member.rng)  # the member's own stream, as after its last step
+            member.save(steps_done)
+    raise Interrupted(f"stopped by {signal.Signals(number).name} after step {steps_done - 1}, checkpoint saved; "
+                      "`hsae run` again resumes from the last checkpoint", number)

@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from hsae.errors import BadInput
 from hsae.interfaces.extraction.device import resolve_device, resolve_dtype
 from hsae.interfaces.backbone import Backbone
+from hsae.interfaces.model_source import model_source_problem
 from hsae.interfaces.plugin import PluginConfig
 
 
@@ -24,6 +25,14 @@ class HFVisionConfig(PluginConfig):
     device: str = Field("auto", description="'auto', 'cpu', 'cuda', ...")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="weights dtype")
     batch_size: int = Field(32, ge=1, description="images per forward pass")
+
+    @field_validator("model")
+    @classmethod
+    def _model_can_load(cls, value: str) -> str:
+        problem = model_source_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class HFVision(Backbone):

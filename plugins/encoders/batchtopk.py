@@ -28,6 +28,14 @@ class BatchTopKEncoder(AnnealedK, Encoder):
 
     Config = BatchTopKConfig
 
+    @classmethod
+    def size_problems(cls, config: BatchTopKConfig, n_latents: int) -> list[str]:
+        """k < n: with k ≥ n every entry of the batch is kept (no sparsity)."""
+        if config.k >= n_latents:
+            return [f"k = {config.k:g} keeps every one of the {n_latents} latents of each row (no sparsity); "
+                    f"choose k < {n_latents} or more latents"]
+        return []
+
     def __init__(self, config=None, *, n_inputs: int, n_latents: int):
         super().__init__(config, n_inputs=n_inputs, n_latents=n_latents)
         self.register_buffer("threshold", torch.zeros(()))

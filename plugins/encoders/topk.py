@@ -47,6 +47,17 @@ class TopKEncoder(AnnealedK, Encoder):
     Config = TopKConfig
     saelens_architecture = "topk"
 
+    @classmethod
+    def size_problems(cls, config: TopKConfig, n_latents: int) -> list[str]:
+        """k < n (k ≥ n keeps every latent: no sparsity) and aux_k ≤ n."""
+        problems = []
+        if config.k >= n_latents:
+            problems.append(f"k = {config.k} keeps every one of the {n_latents} latents (no sparsity); "
+                            f"choose k < {n_latents} or more latents")
+        if config.aux_k > n_latents:
+            problems.append(f"aux_k = {config.aux_k} exceeds the {n_latents} latents; choose aux_k <= {n_latents}")
+        return problems
+
     def __init__(self, config=None, *, n_inputs: int, n_latents: int):
         super().__init__(config, n_inputs=n_inputs, n_latents=n_latents)
         self.register_buffer("rows_since_fired", torch.zeros(n_latents, dtype=torch.long))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from hsae.interfaces.extraction.transformers import LANGUAGE_TEMPLATES, VISION_TOWER_TEMPLATES, TransformersExtractor
+from hsae_plugins.extractors.tiny_if_missing import TinyIfMissing
 
 
-class Gemma3Extractor(TransformersExtractor):
+class Gemma3Extractor(TinyIfMissing, TransformersExtractor):
     """Gemma-3 (e.g. gemma-3-4b-it): hook a vision-tower layer or a language layer.
 
     Vision layers give ``(n_images, patches, d)``: at 896 px a 64×64 grid of 4096 patches,
@@ -13,6 +14,7 @@ class Gemma3Extractor(TransformersExtractor):
     Pan-and-scan crops are not used.
     """
 
+    tiny_family = "gemma3"
     layer_templates = {"vision": VISION_TOWER_TEMPLATES, "language": LANGUAGE_TEMPLATES}
     vision_layout = "per_image"
     model_types = ("gemma3",)

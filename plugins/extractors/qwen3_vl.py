@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from hsae.interfaces.extraction.transformers import LANGUAGE_TEMPLATES, TransformersExtractor
+from hsae_plugins.extractors.tiny_if_missing import TinyIfMissing
 from hsae_plugins.extractors.qwen3_vl_processor import Qwen3VLImageOnlyProcessor
 
 
-class Qwen3VLExtractor(TransformersExtractor):
+class Qwen3VLExtractor(TinyIfMissing, TransformersExtractor):
     """Qwen3-VL (e.g. Qwen3-VL-4B-Instruct): hook a vision block or a language layer.
 
     Vision blocks see the patches of all images of a batch concatenated, ``(Σ P_i, d)``,
@@ -15,6 +16,7 @@ class Qwen3VLExtractor(TransformersExtractor):
     shim, so torchvision is not needed.
     """
 
+    tiny_family = "qwen3_vl"
     layer_templates = {
         "vision": ("model.visual.blocks.{i}", "visual.blocks.{i}"),
         "language": LANGUAGE_TEMPLATES,

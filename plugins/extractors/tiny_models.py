@@ -15,6 +15,8 @@ Command line: ``python -m hsae_plugins.extractors.tiny_models FAMILY OUT_DIR``.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import string
 from pathlib import Path
 
@@ -245,13 +247,18 @@ def build_in_memory(family: str, *, vision_layers: int = 2, text_layers: int = 2
 def build(family: str, out_dir: str | Path, *, vision_layers: int = 2, text_layers: int = 2, seed: int = 0) -> Path:
     """Build a tiny ``family`` model and save model + processor to ``out_dir``; return it.
 
-    The directory is a normal checkpoint: ``from_pretrained(out_dir)`` loads it offline.
+    The directory is a normal checkpoint: ``from_pretrained(out_dir)`` loads it offline. It is
+    written under a temporary name and renamed when whole, so a kill never leaves half a model.
     """
     model, processor = build_in_memory(family, vision_layers=vision_layers, text_layers=text_layers, seed=seed)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
+    tmp = out.with_name(out.name + ".building")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp)
+    processor.save_pretrained(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
     return out
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
-from hypothesis import given, settings
+import pytest
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from hsae import registry
+from hsae.errors import BadInput
 from hsae.sae.sae import SAE
 
 FAST = settings(max_examples=40, deadline=None)
@@ -35,8 +37,9 @@ def assert_keeps_largest_positives(pre: torch.Tensor, z: torch.Tensor, budget: i
 
 
 @FAST
-@given(rows=st.integers(1, 6), n=st.integers(1, 12), k=st.integers(1, 15), seed=st.integers(0, 10_000))
+@given(rows=st.integers(1, 6), n=st.integers(2, 12), k=st.integers(1, 11), seed=st.integers(0, 10_000))
 def test_topk_keeps_at_most_k_per_row(rows, n, k, seed):
+    assume(k < n)  # k >= n is refused (test_options_that_leave_no_sparsity_are_refused)
     encoder = make_encoder("topk", n, k=k)
     pre = integer_matrix(rows, n, seed)
     z = encoder.encode(pre, torch.zeros(n), torch.ones(n)).z
@@ -48,6 +51,7 @@ def test_topk_keeps_at_most_k_per_row(rows, n, k, seed):
 @FAST
 @given(rows=st.integers(1, 6), n=st.integers(1, 12), k=st.floats(0.1, 6.0), seed=st.integers(0, 10_000))
 def test_batchtopk_keeps_at_most_ceil_kB_per_batch_in_training(rows, n, k, seed):
+    assume(k < n)
     encoder = make_encoder("batchtopk", n, k=k).train()
     pre = integer_matrix(rows, n, seed)
     z = encoder.encode(pre, torch.zeros(n), torch.ones(n)).z
@@ -166,3 +170,13 @@ def test_relu_penalty_is_l1_weighted_by_decoder_norms(seed):
     out = sae(x)
     assert torch.equal(out.z, torch.relu((x - sae.b_dec) @ sae.W_enc.t() + sae.b_enc))
     assert torch.allclose(out.encoding.penalty, (out.z * sae.W_dec.norm(dim=0)).sum(1))
+
+
+@pytest.mark.parametrize("name, options, n", [("topk", {"k": 8}, 8), ("topk", {"k": 9}, 8),
+                                              ("topk", {"k": 2, "aux_k": 9}, 8), ("batchtopk", {"k": 8.0}, 8)])
+def test_options_that_leave_no_sparsity_are_refused(name, options, n):
+    """The encoder contract checks options against the level's width (Encoder.size_problems)."""
+    with pytest.raises(BadInput, match="latents"):
+        make_encoder(name, n, **options)
+    cls = registry.load("hsae.encoders", name)
+    assert cls.size_problems(cls.Config(**options), n) and not cls.size_problems(cls.Config(**options), 64)

@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 
 from hsae.errors import BadInput
 from hsae.extract.embeddings import store_embeddings
@@ -78,8 +79,10 @@ def test_hf_vision_pools_a_saved_vision_model(clip_dirs):
 
 
 def test_hf_vision_reports_a_missing_model(tmp_path):
+    with pytest.raises(ValidationError, match="does not exist"):  # refused with the options, before any lookup
+        HFVision.Config(model=str(tmp_path / "none"), device="cpu")
     with pytest.raises(BadInput, match="cannot load"):
-        HFVision(HFVision.Config(model=str(tmp_path / "none"), device="cpu")).embed([])
+        HFVision(HFVision.Config(model=str(tmp_path), device="cpu")).embed([])  # a folder without a model
 
 
 def write_image_store(path, n_images=5, rows_per_image=2, embeddings=None, ids=None):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from pydantic import ValidationError
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from hsae.errors import BadInput
@@ -133,8 +134,10 @@ def test_a_family_extractor_refuses_another_family_s_model(tiny_model_dir):
 
 
 def test_missing_model_directory_is_bad_input(tmp_path):
-    with pytest.raises(BadInput, match="cannot load model"):
+    with pytest.raises(ValidationError, match="does not exist"):  # refused with the options, before any lookup
         make("llava", tmp_path / "nowhere", "language.0")
+    with pytest.raises(BadInput, match="cannot load model"):
+        make("llava", tmp_path, "language.0")  # a folder without a model
 
 
 def test_hf_module_hooks_any_module_by_its_full_path(tiny_model_dir, two_images):

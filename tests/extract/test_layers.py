@@ -88,6 +88,6 @@ def test_capture_stops_the_pass_and_keeps_the_first_call():
 def test_the_extract_section_accepts_the_paper_layers(registered, extractor, layer):
     from hsae.extract import check_extract_config
 
-    section = {"extractor": {"name": extractor, "model": "/not/needed/to/validate", "layer": layer},
+    section = {"extractor": {"name": extractor, "model": "not/needed-to-validate", "layer": layer},
                "dataset": {"name": "image_folder", "root": "/not/needed/either"}}
     assert check_extract_config(section).extractor["layer"] == layer

@@ -112,7 +112,7 @@ def test_a_corrupt_jpeg_is_reported_and_skipped_and_odd_images_extract(tiny_mode
 
 
 def test_the_section_is_checked_without_running(tiny_model_dir, registered):
-    good = section("no/model/needed")
+    good = section("no-model/needed")  # a hub id: validating does not look it up
     assert check_extract_config(good).pooling == "none"
     with pytest.raises(BadInput, match="extract.chunk_imgs: unknown key"):
         check_extract_config({**good, "chunk_imgs": 3})

@@ -4,6 +4,7 @@ uninterrupted run writes (weights, metrics.jsonl, metrics.json, the activation s
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -95,9 +96,11 @@ def test_killed_training_resumes_bit_identical(tmp_path):
                             past_checkpoint(killed, first + 100), signal.SIGINT)
     assert status == 130
     said = " ".join((tmp_path / "2.txt").read_text().split())
-    assert "interrupted; `hsae run` again resumes from the last checkpoint" in said and "Traceback" not in said
+    assert "stopped by SIGINT after step" in said and "Traceback" not in said
+    assert "`hsae run` again resumes from the last checkpoint" in said
     second = checkpoint_step(killed)
     assert second < TRAIN["steps"]
+    assert second == int(said.split("stopped by SIGINT after step ")[1].split(",")[0]) + 1  # at the step boundary
 
     result = run_cli("run", recipe, "--out", killed)
     assert result.code == 0, result.output
@@ -158,3 +161,18 @@ def test_log_of_a_run_killed_before_its_first_checkpoint_is_written_anew(tmp_pat
     assert run_cli("run", recipe, "--out", killed).code == 0
     assert (killed / "metrics.jsonl").read_bytes() == (finished_run / "metrics.jsonl").read_bytes()
     assert_same_tensors(model_tensors(killed), model_tensors(finished_run))
+
+
+def test_a_checkpoint_of_an_earlier_version_without_checksums_is_resumed(tmp_path, finished_run):
+    """Checkpoints written before checksums.json existed are read as they are."""
+    recipe = write_recipe(tmp_path / "small.yaml", small_recipe())
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    for name in ("model.safetensors", "config.json", "metrics.json", "hierarchy.json"):
+        (run / name).unlink()
+    last = latest_checkpoint(run / "checkpoints")
+    (last / "checksums.json").unlink()
+    result = run_cli("run", recipe, "--out", run)
+    assert result.code == 0, result.output
+    assert f"resumed from the checkpoint at step {int(last.name.split('-')[1])}" in result.flat
+    assert_same_tensors(model_tensors(run), model_tensors(finished_run))

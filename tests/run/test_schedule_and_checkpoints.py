@@ -76,7 +76,7 @@ def test_checkpoint_retention(tmp_path, keep):
     folders = sorted(p.name for p in (out / "checkpoints").iterdir())
     assert folders == [f"step-{s:08d}" for s in (100, 80, 60)[:keep][::-1]]
     last = out / "checkpoints" / "step-00000100"
-    assert sorted(p.name for p in last.iterdir()) == ["model.safetensors", "optimizer.safetensors", "state.json"]
+    assert sorted(p.name for p in last.iterdir()) == ["checksums.json", "model.safetensors", "optimizer.safetensors", "state.json"]
     assert json.loads((last / "state.json").read_text())["step"] == 100
     # the final checkpoint holds the saved model (plus the cascade's training-only buffers)
     checkpoint, final = load_file(last / "model.safetensors"), model_tensors(out)

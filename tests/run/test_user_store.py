@@ -88,3 +88,33 @@ def test_a_backbone_that_needs_embeddings_the_store_lacks_is_named(tmp_path):
     result = run_cli("run", recipe, "--out", tmp_path / "run")
     assert result.code == 2 and "Traceback" not in result.output
     assert "precomputed" in result.flat and "'embeddings'" in result.flat and "bare.h5" in result.flat
+
+
+def test_a_store_with_its_own_truth_group_trains_and_evaluates(tmp_path):
+    """``truth/…`` is free-form: without the planted-hierarchy marker, recovery is skipped with a
+    note (printed and in metrics.json), never a reason to fail the run or ``hsae eval``."""
+    rows = clustered_rows(3000, 24, seed=2).astype(np.float32)
+    with h5py.File(tmp_path / "own.h5", "w") as file:
+        file.create_dataset("activations", data=rows)
+        file.create_dataset("truth/labels", data=np.arange(3000) % 12)
+        file.create_dataset("truth/level2/directions", data=np.eye(24, dtype=np.float32)[:3])
+    recipe = write_recipe(tmp_path / "own.yaml", recipe_with({"activations": str(tmp_path / "own.h5")}, eval={}))
+    result = run_cli("run", recipe, "--out", tmp_path / "run")
+    assert result.code == 0, result.output
+    assert "no hierarchy recovery" in result.flat and "hsae_truth" in result.flat
+    metrics = finish_and_revisit(recipe, tmp_path / "run")
+    assert "recovery" not in metrics
+    assert metrics["notes"] == [next(n for n in metrics["notes"] if n.startswith("no hierarchy recovery"))]
+
+
+def test_a_marked_truth_group_that_is_malformed_is_a_note_too(tmp_path):
+    rows = clustered_rows(3000, 24, seed=3).astype(np.float32)
+    with h5py.File(tmp_path / "marked.h5", "w") as file:
+        file.create_dataset("activations", data=rows)
+        leaves = file.create_dataset("truth/level1/directions", data=np.eye(24, dtype=np.float32)[:6])
+        leaves.attrs["hsae_truth"] = "planted-hierarchy/1"
+    recipe = write_recipe(tmp_path / "marked.yaml", recipe_with({"activations": str(tmp_path / "marked.h5")}, eval={}))
+    result = run_cli("run", recipe, "--out", tmp_path / "run")
+    assert result.code == 0, result.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert "recovery" not in metrics and "at least 2 levels" in metrics["notes"][0]

@@ -67,7 +67,7 @@ def test_a_paper_recipe_runs_end_to_end_on_a_tiny_model_and_an_image_folder(tmp_
     shrink = {
         "extract.extractor.model": model, "extract.extractor.layer": "visual.blocks.1",
         "extract.extractor.device": "cpu", "extract.dataset.root": tmp_path / "color",
-        "model.levels.0.n_latents": 16, "model.levels.1.n_latents": 4, "model.levels.1.start_step": 5,
+        "model.levels.0.n_latents": 16, "model.levels.1.n_latents": 8, "model.levels.1.start_step": 5,
         "train.steps": 40, "train.batch_size": 32, "train.warmup_steps": 2, "train.checkpoint_every": 40,
         "train.threads": 1, "eval.backbone": "{name: pixel_stats}",
     }
