@@ -92,6 +92,10 @@ levels), its adjusted Rand index and the distinct learned ancestors of the leave
 the planted concepts. F1 is scored on the atom assigned to every leaf one-to-one, whether or not
 it reaches the matching threshold (`hsae/metrics/recovery.py`, `docs/synthetic.md`)."""
 
+MATRYOSHKA = ("A Matryoshka dictionary's first prefix (the level-2 block) must reconstruct each sample alone, "
+              "so it takes the parent directions, and a level-1 latent then encodes what is left of a leaf after "
+              "its parent: a residual, which no planted leaf matches closely.")
+
 WHY = """## Why HMS and hierarchy recovery can disagree
 
 HMS describes a unit by the samples it fires on (Eq. 40-41), and the co-activation baselines
@@ -373,6 +377,13 @@ def recovery_section(two: dict[str, dict], three: dict[str, dict]) -> str:
         n1 = next(v["metrics"]["levels"]["1"]["n_latents"] for v in two.values())
         lines += [f"Level-1 atoms without a level-2 parent (of {n1}; they drop out of HMS), two levels: "
                   + ", ".join(f"{c} {o}" for c, o in orphans.items() if o is not None) + ".", ""]
+    missed = {c: v["metrics"]["recovery"] for c, v in two.items()
+              if (v["metrics"].get("recovery") or {}).get("leaf_recovery", 1.0) < 0.5}
+    if missed:
+        lines += ["Columns whose atoms mostly miss the planted leaves (leaf recovery below 0.5, two levels; the "
+                  "mean over leaves of the best cosine to an atom in brackets): "
+                  + ", ".join(f"{c} {r['leaf_recovery']:.3f} ({r['mean_best_cosine']:.2f})" for c, r in missed.items())
+                  + "." + (" " + MATRYOSHKA if "Matryoshka" in missed else ""), ""]
     below = []
     for name, group, levels in (("two levels", two, (2,)), ("three levels", three, (2, 3))):
         for c, v in group.items():
