@@ -218,11 +218,13 @@ def markdown(costs: dict[str, list[VariantCost]], tflops: float, revision: str) 
         f"{', '.join(precisions)} (`train.precision`; hsae does not turn on TF32), and {tflops:g} is "
         f"{100 * tflops / H100_FP32_PEAK:.0f} % of an H100 SXM's FP32 peak ({H100_FP32_PEAK:g} TFLOP/s). "
         "\"dense\" counts every product of a step as dense; \"sparse path\" counts what hsae's TopK/BatchTopK "
-        "fast path computes (one dense projection, then the selected latents only). Sparse kernels run below "
-        "the dense rate, so the dense hours bound the time from above and the sparse-path hours from below. "
-        "The level-2 rows of a cascade are counted at their bound min(n₁, ⌈k₁(t)·B⌉). Not counted: extraction, "
-        "evaluation (HMS), the clustering of HAC and SC, the optimiser update and data loading. "
-        "The formulas: the script's docstring.",
+        "fast path computes (one dense projection, then the selected latents only): the arithmetic lies between "
+        "the two, and the time also depends on how close to the assumed rate the kernels run (sparse ones run "
+        "further below it). The level-2 rows of a cascade are counted at their bound min(n₁, ⌈k₁(t)·B⌉). "
+        "Not counted: evaluation (HMS), the clustering of HAC and SC, the optimiser update, data loading, and "
+        "extraction, whose cost (forward passes of the MLLM up to the hooked layer over the train and test "
+        "draws) depends on the image sizes (Qwen3-VL's vision tower takes images at their own resolution) and "
+        "on the draws from your copies of the datasets. The formulas: the script's docstring.",
         "",
         "| recipe | d | variants | steps × batch | training PFLOP, dense | sparse path | hours on one GPU, dense | sparse path |",
         "|---|---:|---:|---|---:|---:|---:|---:|",
