@@ -205,13 +205,13 @@ class Cascade(nn.Module):
     @torch.no_grad()
     def live_atoms(self, l: int, x: torch.Tensor) -> torch.Tensor:
         """Indices of level l's atoms that level l+1 settles on. Level 1: the latents active on the
-        batch ``x`` whose mean activation where active is at least ``settle_min_magnitude`` times
+        (whole) batch ``x`` whose mean activation where active is at least ``settle_min_magnitude`` times
         the median of that mean over them (spare latents that fit the residual are weak). A settled
         level: its unpruned latents. Otherwise: those fired within the last ``settle_every`` steps."""
         if l == 1:
             z = self.level(1).encode(x).z
-            count = (z > 0).sum(0)
-            magnitude = z.sum(0) / count.clamp_min(1)
+            count = batch_sum((z > 0).sum(0))  # over the whole batch when its rows are split
+            magnitude = batch_sum(z.sum(0)) / count.clamp_min(1)
             active = count > 0
             floor = self.level_config(2).settle_min_magnitude * magnitude[active].median() if active.any() else 0
             return (active & (magnitude >= floor)).nonzero().squeeze(1)

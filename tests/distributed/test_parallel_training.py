@@ -1,7 +1,8 @@
 """Data-parallel training on 2 and 3 gloo processes (127.0.0.1, CPU) against one process with
 the same global batch and seed: after a few steps the weights agree to 1e-5 relative (only the
-order of float sums differs), for TopK, BatchTopK (fast and dense paths), the lean step and a
-three-level cascade with stop_gradient none, a level-2 usage penalty and AuxK."""
+order of float sums differs), for TopK, BatchTopK (fast and dense paths), the lean step, a
+three-level cascade with stop_gradient none, a level-2 usage penalty and AuxK, and one whose upper
+levels settle (on the atoms live on the whole batch, not on one process's slice)."""
 
 from __future__ import annotations
 
@@ -36,11 +37,20 @@ def cascade(level1: dict, depth: int = 3) -> dict:
     return {"stop_gradient": "none", "levels": levels[:depth]}
 
 
+def settled() -> dict:
+    """Levels 2 and 3 settled every 4 steps: level 2 on the level-1 atoms live on the whole batch."""
+    model = cascade({"name": "topk", "k": 4})
+    for level in model["levels"][1:]:
+        level["settle_every"] = 4
+    return model
+
+
 CASES = {
     "topk, 2 processes": (2, cascade({"name": "topk", "k": 4, "aux_k": 8, "dead_after": 200}), {}),
     "batchtopk, 3 processes": (3, cascade({"name": "batchtopk", "k": 4}), {}),
     "batchtopk dense path, 2 processes": (2, cascade({"name": "batchtopk", "k": 12}, depth=2), {}),
     "lean step, 2 processes": (2, cascade({"name": "topk", "k": 4}, depth=2), {"memory": "lean"}),
+    "settled upper levels, 2 processes": (2, settled(), {}),
 }
 
 
@@ -88,7 +98,8 @@ def test_weights_match_one_process(case, runs):
     for name, expected in alone.items():
         got = together[name]
         if expected.is_floating_point():
-            error = float((got - expected).norm() / expected.norm().clamp_min(1e-12))
+            # relative, with a floor for a bias that a settle reset to zero a few steps ago
+            error = float((got - expected).norm() / expected.norm().clamp_min(1e-2))
             assert error <= 1e-5, (name, error)
         else:  # counters: steps since firing, the b_dec flags
             assert torch.equal(got, expected), name
