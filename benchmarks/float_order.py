@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from scipy.optimize import linear_sum_assignment
 
 from hsae import distributed, registry
 from hsae.recipe.load import load_recipe
@@ -46,16 +47,27 @@ def train(recipe_path: str, store_path: Path, out: Path, swapped: bool = False) 
     distributed.leave()
 
 
+def level_drift(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], l: int) -> float:
+    """‖W_dec − W_dec_ref‖ / ‖W_dec_ref‖ of level l. A settled level numbers its concepts in no
+    particular order: its latents in use are compared after matching b's to a's (assignment on
+    the cosine); when the counts differ, the unmatched ones are left out."""
+    ref, other = a[f"levels.{l}.W_dec"], b[f"levels.{l}.W_dec"]
+    alive = f"concepts.{l}.alive"
+    if alive in a:
+        ref, other = ref[:, a[alive]], other[:, b[alive]]
+        rows, cols = linear_sum_assignment(-(ref.t() @ other).numpy())
+        ref, other = ref[:, rows], other[:, cols]
+    return float((other - ref).norm() / ref.norm())
+
+
 def drift(reference: Path, other: Path, depth: int) -> list[tuple[int, list[float]]]:
-    """(step, ‖W_dec − W_dec_ref‖ / ‖W_dec_ref‖ per level) at every checkpoint of both runs."""
+    """(step, the drift of each level) at every checkpoint of both runs."""
     rows = []
     for folder in sorted((reference / "checkpoints").glob("step-*")):
         theirs = other / "checkpoints" / folder.name / "model.safetensors"
         if theirs.exists():
             a, b = load_file(folder / "model.safetensors"), load_file(theirs)
-            rows.append((int(folder.name.split("-")[1]),
-                         [float((b[f"levels.{l}.W_dec"] - a[f"levels.{l}.W_dec"]).norm() / a[f"levels.{l}.W_dec"].norm())
-                          for l in range(1, depth + 1)]))
+            rows.append((int(folder.name.split("-")[1]), [level_drift(a, b, l) for l in range(1, depth + 1)]))
     return rows
 
 
@@ -82,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
         depth = len(recipe.model.levels)
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
         print(f"{args.recipe}, code at commit {commit or 'unknown'}, torch {torch.__version__}: relative difference "
-              "‖W_dec − W_dec(one process)‖ / ‖W_dec(one process)‖ per level\n")
+              "‖W_dec − W_dec(one process)‖ / ‖W_dec(one process)‖ per level (a settled level's concepts "
+              "matched first)\n")
         print("| step | " + " | ".join(f"{how}, level {l}" for how in ("halves swapped", "two processes")
                                       for l in range(1, depth + 1)) + " |")
         print("|---:|" + "---:|" * (2 * depth))
