@@ -53,15 +53,16 @@ class LevelConfig(BaseModel):
         "the distinct clusters of the live atoms below and prune the latents beyond their count "
         "(docs/cascade.md, 'Settling the upper levels')",
     )
-    settle_ratio: float = Field(
-        0.7, gt=0, le=1,
-        description="[hsae] ρ: two clusters of atoms are one concept when their mean cross-cosine is at least ρ times "
-        "the geometric mean of their own mean cosines (siblings ≈ 1, cousins s'²)",
+    settle_ratio: float | None = Field(
+        None, gt=0, le=1,
+        description="[hsae] ρ (off by default): two related clusters of atoms are also one concept when their mean "
+        "cross-cosine is at least ρ times the geometric mean of their own mean cosines (siblings ≈ 1, cousins s'²)",
     )
     settle_z: float = Field(
         3.0, ge=0,
-        description="[hsae] z: two clusters are also one concept when their cross-cosine falls short of that mean "
-        "by less than z standard errors of random residuals in R^d",
+        description="[hsae] z: two clusters are one concept when they are related beyond z standard errors of random "
+        "residuals in R^d and their cross-cosine falls short of their own mean cosines by less than z_n standard "
+        "errors, z_n the one-sided z's level shared among the 2^(n-1)-1 splits of their n members",
     )
     settle_min_magnitude: float = Field(
         0.5, ge=0,

@@ -12,24 +12,35 @@ from a clustering of the live atoms below whose size is chosen by the data:
 Similarities are always measured between the unit level-1 atoms beneath: an atom of level
 l−1 ≥ 2 stands for the mean of the level-1 atoms of its cluster, and two such means have as
 product the mean cosine between their atoms (average linkage), which does not shrink with the
-number of children the way the cosine of two cluster centroids does. Clusters c and e (sizes
-n_c, n_e) have the cross-similarity x_ce = mean similarity over their member pairs, and each has the cohesion w_c = mean cosine over its own member pairs (a
-singleton takes the median cohesion of the clusters with two or more members, or, while there
-are fewer than three of those, the median over atoms of the cosine to their nearest neighbour). They are indistinct when
+number of children the way the cosine of two cluster centroids does.
 
-    x_ce > z · q_ce / √(d · n_c n_e)                          (they are related at all)
-    and [ x_ce ≥ ρ · √(w_c w_e)                               (the ratio rule)
-          or x_ce − √(w_c w_e) > −z · (q_ce − √(w_c w_e)) / √(d · n_c n_e) ]   (the noise rule)
+The noise model. An item of a family is x_i = μ + r_i: a common part μ (|μ|² = w, the family's
+*cohesion*, its mean pairwise similarity) plus a residual r_i pointing in a random direction of
+R^d with |r_i|² = q_i − w (q_i = |x_i|², 1 for a unit atom), as in a planted tree where a child
+is s · parent plus an independent residual. For clusters c and e (n_c, n_e members, cohesions
+w_c, w_e, mean residual energies σ²_c, σ²_e, cross-similarity x_ce = mean over member pairs):
 
-with q_ce the geometric mean of the clusters' mean self-similarity (1 for unit atoms).
+* the *gap* G = √(w_c w_e) − x_ce has mean 0 when c and e are halves of one family, and, since the
+  terms μ·r_i cancel between a cluster's cohesion and its cross-similarity, variance
 
-The ratio rule is scale-free: children at cosine s from a parent have pairwise cosine s², two
-sibling families of a grandparent at cosine s' meet at s² s'², so the ratio tells siblings
-(≈ 1) from cousins (s'²) at any level and any data scale; it cannot tell them apart once s'²
-reaches ρ (s' ≥ 0.84 at ρ = 0.7). The noise rule keeps two clusters together when their
-difference is within z standard errors of what random residuals in R^d give (a child is
-s · parent plus an independent residual), which matters when s is small; and nothing merges
-that is not related beyond that noise.
+      d · Var G = ¼ (v_c + v_e) + σ²_c σ²_e / (n_c n_e) + t_c + t_e,
+      v_c = 2 σ⁴_c / (n_c (n_c − 1)),   t_c = 0;   a singleton: v_c = 0, t_c = w σ²_c
+
+  (a singleton has no pairs of its own: it takes the median cohesion of the clusters with two or
+  more members, or, while there are fewer than three of those, the median over atoms of the
+  cosine to their nearest neighbour, and its own μ·r_i no longer cancels);
+* the cross-similarity of two *unrelated* clusters (μ_c · μ_e = 0) has mean 0 and variance
+  d · Var x_ce = w_c σ²_e / n_e + w_e σ²_c / n_c + σ²_c σ²_e / (n_c n_e).
+
+Two clusters are *indistinct* when they are related, x_ce > z · SD(x_ce), and their gap is within
+noise, G < z_n · SD(G). The clustering chose the split of c ∪ e that makes them look most apart,
+the best of its 2^(n−1) − 1 two-way splits (n = n_c + n_e), so the gap is tested at the z_n of a
+one-sided test at level α = 1 − Φ(z) shared among them (Bonferroni): 1 − Φ(z_n) = α / (2^(n−1) − 1);
+z_n = z for two singletons, ≈ z + 0.5 for n = 4, ≈ z + 1.8 for n = 12. A simulation of one family
+split every possible way gives the same growth (docs/cascade.md, "Why a noise test").
+
+Optionally (``ratio``, off by default) two related clusters are also indistinct when
+x_ce ≥ ρ · √(w_c w_e): siblings have ratio ≈ 1, cousins whose parents are at cosine s' ≈ s'².
 
 The level's decoder then holds the normalised cluster means, its encoder the same rows, and its
 ``b_dec`` stays zero from then on (a settled level is a spherical k-means of unit atoms; a learned
@@ -43,6 +54,7 @@ import numpy as np
 import torch
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
+from scipy.special import log_ndtr, ndtri_exp
 from torch import nn
 
 PRUNED_BIAS = -1.0e4
@@ -71,8 +83,17 @@ def refine(items: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return labels
 
 
-def indistinct(similarity: np.ndarray, labels: np.ndarray, ratio: float, z: float, dim: int, nearest: float):
-    """The most similar pair of clusters that is indistinct (ratio or noise rule), or None;
+def split_z(z: float, n: np.ndarray) -> np.ndarray:
+    """z_n with 1 − Φ(z_n) = (1 − Φ(z)) / (2^(n−1) − 1): the one-sided level of ``z`` shared among
+    the two-way splits of n items (n ≥ 2)."""
+    n = np.asarray(n, dtype=np.float64)
+    log_splits = (n - 1) * np.log(2.0) + np.log1p(-np.exp2(1.0 - n))
+    return -ndtri_exp(log_ndtr(-z) - log_splits)
+
+
+def indistinct(similarity: np.ndarray, labels: np.ndarray, ratio: float | None, z: float, dim: int,
+               nearest: float):
+    """The most similar pair of clusters that is indistinct (module docstring), or None;
     ``nearest``: the median similarity of an atom to its nearest other atom, a singleton's
     cohesion while fewer than MIN_REFERENCE_CLUSTERS clusters have two members."""
     k = labels.max() + 1
@@ -81,26 +102,33 @@ def indistinct(similarity: np.ndarray, labels: np.ndarray, ratio: float, z: floa
     size = member.sum(1)
     sums = member @ similarity @ member.T
     pairs = size * (size - 1)
-    cohesion = np.full(k, np.nan)
     multi = pairs > 0
     self_sums = member @ np.diag(similarity)  # Σ over members of their self-similarity (1 for unit items)
+    cohesion = np.full(k, np.nan)
     cohesion[multi] = (np.diag(sums)[multi] - self_sums[multi]) / pairs[multi]
     fallback = float(np.median(cohesion[multi])) if multi.sum() >= MIN_REFERENCE_CLUSTERS else nearest
     cohesion = np.clip(np.where(multi, cohesion, fallback), 1e-6, None)
     cross = sums / np.outer(size, size)
+    spread = np.clip(self_sums / size - cohesion, 0.0, None)  # σ²: residual energy per member
+    own_pairs = np.where(multi, 2.0 * spread**2 / np.maximum(pairs, 1.0), 0.0)  # v_c
+    singleton = np.where(multi, 0.0, cohesion * spread)  # t_c
+    per_member = spread / size
+    gap_variance = (0.25 * (own_pairs[:, None] + own_pairs[None, :]) + np.outer(per_member, per_member)
+                    + singleton[:, None] + singleton[None, :]) / dim
+    cross_variance = (np.outer(cohesion, per_member) + np.outer(per_member, cohesion)
+                      + np.outer(per_member, per_member)) / dim
     reference = np.sqrt(np.outer(cohesion, cohesion))
-    self_similarity = self_sums / size
-    scale = np.sqrt(np.outer(self_similarity, self_similarity))
-    error = 1.0 / np.sqrt(dim * np.outer(size, size))
-    related = cross > z * scale * error
-    same = related & ((cross >= ratio * reference) | (cross - reference > -z * np.clip(scale - reference, 0.0, None) * error))
+    within_noise = reference - cross < split_z(z, size[:, None] + size[None, :]) * np.sqrt(gap_variance)
+    if ratio is not None:
+        within_noise |= cross >= ratio * reference
+    same = (cross > z * np.sqrt(cross_variance)) & within_noise
     score = np.where(same, cross / reference, -np.inf)
     np.fill_diagonal(score, -np.inf)
     best = np.unravel_index(np.argmax(score), score.shape)
     return None if not np.isfinite(score[best]) else best
 
 
-def distinct_clusters(items: np.ndarray, start: int, ratio: float, z: float) -> np.ndarray:
+def distinct_clusters(items: np.ndarray, start: int, ratio: float | None, z: float) -> np.ndarray:
     """Labels 0..k−1 of ``items`` with k ≤ ``start`` chosen by the rules of the module. An item
     is the mean of the unit level-1 atoms beneath it (a level-1 atom itself at level 2), so the
     similarity of two items, ``items @ items.T``, is the mean cosine between their atoms."""
@@ -129,6 +157,18 @@ def group_means(items: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return means / np.bincount(labels)[:, None]
 
 
+def settle_bottom_up(atoms: np.ndarray, widths: list[int], ratio: float | None, z: float) -> list[np.ndarray]:
+    """The upper levels of unit ``atoms`` settled one after another as the cascade settles them, with
+    at most ``widths[i]`` concepts at level i + 2: each level's label of every atom."""
+    items, mapping, found = np.asarray(atoms, dtype=np.float64), np.arange(len(atoms)), []
+    for width in widths:
+        labels = distinct_clusters(items, width, ratio, z)
+        mapping = labels[mapping]
+        found.append(mapping)
+        items = group_means(items, labels)
+    return found
+
+
 class Concepts(nn.Module):
     """Which latents of a settled level are in use (``alive``); the others are pruned."""
 
@@ -150,7 +190,7 @@ class Concepts(nn.Module):
             sae.b_enc[dead] = PRUNED_BIAS
 
     @torch.no_grad()
-    def settle(self, sae, items: np.ndarray, ratio: float, z: float) -> np.ndarray:
+    def settle(self, sae, items: np.ndarray, ratio: float | None, z: float) -> np.ndarray:
         """Re-initialise ``sae`` (a level) from the distinct clusters of ``items`` (one per live
         atom of the level below: the mean of the unit level-1 atoms beneath it): decoder columns
         and encoder rows = the clusters' normalised means, b_enc = 0; the remaining latents are

@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy.stats import norm
 
 from hsae.cascade.config import LevelConfig
-from hsae.cascade.settle import PRUNED_BIAS, distinct_clusters, group_means
+from hsae.cascade import settle
+from hsae.cascade.settle import PRUNED_BIAS, distinct_clusters, settle_bottom_up, split_z
 from hsae.metrics.recovery import level_agreement
 
 
@@ -45,17 +47,6 @@ DEFAULT_RATIO = LevelConfig.model_fields["settle_ratio"].default
 DEFAULT_Z = LevelConfig.model_fields["settle_z"].default
 
 
-def settle_bottom_up(atoms: np.ndarray, widths: list[int], ratio: float = DEFAULT_RATIO, z: float = DEFAULT_Z):
-    """Each level's labels of the leaves, settling level by level as the cascade does."""
-    items, mapping, found = atoms, np.arange(len(atoms)), []
-    for width in widths:
-        labels = distinct_clusters(items, width, ratio, z)
-        mapping = labels[mapping]
-        found.append(mapping)
-        items = group_means(items, labels)
-    return found
-
-
 SHAPES = {  # branching top-down and similarity bottom-up, widths 2.5x the truth. Shapes where the
     # rule does not hold yet (depth 4, a mid level at similarity 0.55): docs/cascade.md, "Limits"
     "depth2_uneven": ([[1, 2, 3, 4, 5, 6, 7, 8, 3, 5, 2, 6]], [0.7]),
@@ -70,7 +61,7 @@ def test_defaults_recover_every_level_of_varied_hierarchies(shape, seed):
     levels, ancestors = tree(seed, branching, similarity)
     sizes = [len(level) for level in levels]
     atoms = learned_atoms(levels[0], seed)
-    found = settle_bottom_up(atoms, [int(2.5 * n) for n in sizes[1:]])
+    found = settle_bottom_up(atoms, [int(2.5 * n) for n in sizes[1:]], DEFAULT_RATIO, DEFAULT_Z)
     for level, labels in enumerate(found, start=2):
         score = level_agreement(level, ancestors[level - 1], labels, sizes[level - 1])
         assert score.f1 >= 0.9, (level, score)
@@ -84,23 +75,62 @@ def two_grandparents(dim: int = 256, s: float = 0.75, s_up: float = 0.8):
     return learned_atoms(levels[0], 3, 0.99), ancestors[1]
 
 
-def test_ratio_rule_keeps_cousins_apart_and_joins_split_families():
-    atoms, family = two_grandparents()
-    labels = distinct_clusters(atoms, 12, ratio=0.7, z=0.0)  # 12 > 4: families start split
-    assert level_agreement(2, family, labels, 4).f1 == 1.0
+def test_noise_rule_keeps_close_cousins_apart_and_joins_split_families():
+    """Cousins at ratio s_up² = 0.81 differ by many standard errors: four families, not two."""
+    atoms, family = two_grandparents(s_up=0.9)
+    labels = distinct_clusters(atoms, 12, None, DEFAULT_Z)  # 12 > 4: families start split
     assert labels.max() + 1 == 4
+    assert level_agreement(2, family, labels, 4).f1 == 1.0
+
+
+def test_ratio_rule_joins_families_at_or_above_its_ratio():
+    atoms, family = two_grandparents(s_up=0.9)
+    labels = distinct_clusters(atoms, 12, 0.7, DEFAULT_Z)  # cousin ratio 0.81 ≥ 0.7: one per grandparent
+    assert labels.max() + 1 == 2
+    assert level_agreement(2, family // 2, labels, 2).f1 == 1.0
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 12, 40])
+def test_split_z_shares_the_level_among_the_splits(n):
+    splits = 2.0 ** (n - 1) - 1
+    assert split_z(3.0, np.array([n]))[0] == pytest.approx(norm.isf(norm.sf(3.0) / splits), rel=1e-9)
+
+
+def rejoined_families(draws: int = 200) -> int:
+    """Of ``draws`` single families of 4-10 children (s in [0.5, 0.85], R^128), each cut into as
+    many clusters as it has members, how many come back as one cluster."""
+    rng = np.random.default_rng(7)
+    rejoined = 0
+    for _ in range(draws):
+        n, s = int(rng.integers(4, 11)), rng.uniform(0.5, 0.85)
+        parent = rng.standard_normal(128)
+        parent /= np.linalg.norm(parent)
+        residual = rng.standard_normal((n, 128))
+        residual /= np.linalg.norm(residual, axis=1, keepdims=True)
+        children = s * parent + np.sqrt(1 - s * s) * residual
+        children /= np.linalg.norm(children, axis=1, keepdims=True)
+        rejoined += distinct_clusters(children, n, None, DEFAULT_Z).max() == 0
+    return rejoined
+
+
+def test_one_family_cut_into_pieces_is_rejoined(monkeypatch):
+    """The gap of the best split of one family stays within z_n; the plain z, blind to the choice
+    of the split among many, keeps pieces apart far more often."""
+    assert rejoined_families(200) >= 0.95 * 200
+    monkeypatch.setattr(settle, "split_z", lambda z, n: np.full(np.shape(n), z))
+    assert rejoined_families(200) < 0.9 * 200
 
 
 def test_clusters_do_not_depend_on_rotation():
     atoms, _ = two_grandparents(dim=64)
     rotation = np.linalg.qr(np.random.default_rng(0).standard_normal((64, 64)))[0]
-    base = distinct_clusters(atoms, 10, 0.7, 3.0)
-    assert np.array_equal(distinct_clusters(atoms @ rotation, 10, 0.7, 3.0), base)
+    base = distinct_clusters(atoms, 10, DEFAULT_RATIO, DEFAULT_Z)
+    assert np.array_equal(distinct_clusters(atoms @ rotation, 10, DEFAULT_RATIO, DEFAULT_Z), base)
 
 
 def test_unrelated_directions_stay_apart():
     atoms = np.linalg.qr(np.random.default_rng(1).standard_normal((32, 12)))[0].T
-    assert distinct_clusters(atoms, 30, 0.7, 3.0).max() + 1 == 12
+    assert distinct_clusters(atoms, 30, DEFAULT_RATIO, DEFAULT_Z).max() + 1 == 12
 
 
 def settled_cascade(build_cascade, planted, stop_gradient="bilateral"):

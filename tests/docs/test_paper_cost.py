@@ -3,9 +3,7 @@ being what the script gives at this tree."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,12 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def paper_cost():
-    spec = importlib.util.spec_from_file_location("paper_cost", ROOT / "scripts" / "paper_cost.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def paper_cost(load_script):
+    return load_script("paper_cost")
 
 
 def test_flat_batchtopk_matches_a_count_by_hand(paper_cost):

@@ -3,9 +3,7 @@ what the numbers say, and names the runs' commit and time."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,12 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def results():
-    spec = importlib.util.spec_from_file_location("results_page", ROOT / "scripts" / "results.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def results(load_script):
+    return load_script("results")
 
 
 def level(n: int, hms_mean: float | None = None, null: float = 0.2) -> dict:
