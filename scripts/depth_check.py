@@ -4,7 +4,7 @@ plugin's), for several seeds and stop-gradient modes; writes a Markdown table na
 
     .venv/bin/python scripts/depth_check.py --out runs/depth_check --markdown docs/depth_check.md
 
-(24 runs: 6 min 28 s on 2 idle cores at b04446b.)
+(24 runs: 5 min 34 s on 2 idle cores at b72667c.)
 
     .venv/bin/python scripts/depth_check.py --atoms-only --seeds $(seq 0 39) --markdown docs/settle_check.md
 
