@@ -6,11 +6,11 @@ plugin's), for several seeds and stop-gradient modes; writes a Markdown table na
 
 (24 runs: 5 min 34 s on 2 idle cores at b72667c.)
 
-    .venv/bin/python scripts/depth_check.py --atoms-only --seeds $(seq 0 39) --markdown docs/settle_check.md
+    .venv/bin/python scripts/depth_check.py --atoms-only --seeds $(seq 0 39) --compare-z 2 3 3.5 4 --markdown docs/settle_check.md
 
 checks the settle rule alone (hsae.cascade.settle, the recipe defaults), without training, on
 many more trees: the level-1 atoms are the planted leaves, each turned by a small random angle
-(cosine 0.98), and the upper levels are settled bottom-up as the cascade does (a few seconds).
+(cosine 0.98), and the upper levels are settled bottom-up as the cascade does (under a minute).
 
 The adaptation is the one a user makes: the store and the widths change (about 2.5x the planted
 concepts of each level), and a deeper tree repeats the last level's entry unchanged.
@@ -120,8 +120,9 @@ def run_case(out: Path, depth: int, seed: int, stop_gradient: str, dim: int, n_r
                        for lv in recovery["levels"]]}
 
 
-def atoms_only_case(depth: int, seed: int, dim: int) -> dict:
-    """The settle rule on the planted leaves turned by a small random angle (no training)."""
+def atoms_only_case(depth: int, seed: int, dim: int, z: float | None = None) -> dict:
+    """The settle rule on the planted leaves turned by a small random angle (no training), with
+    the recipe defaults (``z``: another ``settle_z``)."""
     from hsae.cascade.config import LevelConfig
     from hsae.cascade.settle import settle_bottom_up
     from hsae.metrics.recovery import level_agreement
@@ -136,7 +137,8 @@ def atoms_only_case(depth: int, seed: int, dim: int) -> dict:
     atoms = ATOM_COSINE * leaves + np.sqrt(1 - ATOM_COSINE**2) * turn
     truth = Truth(tuple(directions), tuple(parents))
     widths = [int(round(WIDTH_FACTOR * len(d))) for d in directions[1:]]
-    ratio, z = (LevelConfig.model_fields[name].default for name in ("settle_ratio", "settle_z"))
+    ratio = LevelConfig.model_fields["settle_ratio"].default
+    z = LevelConfig.model_fields["settle_z"].default if z is None else z
     levels = [level_agreement(level, truth.ancestors(level), labels, len(directions[level - 1]))
               for level, labels in enumerate(settle_bottom_up(atoms, widths, ratio, z), start=2)]
     return {"depth": depth, "seed": seed, "similarity": [round(float(v), 2) for v in similarity],
@@ -145,7 +147,7 @@ def atoms_only_case(depth: int, seed: int, dim: int) -> dict:
                        for lv in levels]}
 
 
-def atoms_only_markdown(results: list[dict], commit: str, dim: int) -> str:
+def atoms_only_markdown(results: list[dict], commit: str, dim: int, others: dict[float, list[dict]]) -> str:
     lines = [
         "# The settle rule alone, on many planted trees",
         "",
@@ -159,7 +161,8 @@ def atoms_only_markdown(results: list[dict], commit: str, dim: int) -> str:
         "| depth | trees | trees that hold | level: holds (median F1, median found/planted) |",
         "|---:|---:|---:|---|",
     ]
-    for depth in sorted({r["depth"] for r in results}):
+    depths = sorted({r["depth"] for r in results})
+    for depth in depths:
         rows = [r for r in results if r["depth"] == depth]
         per_level = []
         for index, level in enumerate(rows[0]["levels"]):
@@ -168,6 +171,17 @@ def atoms_only_markdown(results: list[dict], commit: str, dim: int) -> str:
             per_level.append(f"L{level['level']}: {held}/{len(rows)} ({np.median([lv['f1'] for lv in scores]):.3f}, "
                              f"{np.median([lv['found'] / lv['true'] for lv in scores]):.2f})")
         lines.append(f"| {depth} | {len(rows)} | {sum(map(holds, rows))} | {'; '.join(per_level)} |")
+    if others:
+        from hsae.cascade.config import LevelConfig
+
+        default = LevelConfig.model_fields["settle_z"].default
+        lines += ["", "Trees that hold with other values of `settle_z` (the same trees; the default above):", "",
+                  "| settle_z | " + " | ".join(f"depth {d}" for d in depths) + " | all |",
+                  "|---:|" + "---:|" * (len(depths) + 1)]
+        for z, runs in sorted({**others, default: results}.items()):
+            counts = [sum(holds(r) for r in runs if r["depth"] == d) for d in depths]
+            lines.append(f"| {z:g}{' (default)' if z == default else ''} | " + " | ".join(map(str, counts))
+                         + f" | {sum(counts)} of {len(runs)} |")
     failing = [r for r in results if not holds(r)]
     lines += ["", "Trees that do not hold, with the similarity per level (bottom-up):", ""]
     lines += [f"- depth {r['depth']} seed {r['seed']}, s = {r['similarity']}: "
@@ -218,12 +232,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=40_000)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--atoms-only", action="store_true", help="the settle rule alone, without training")
+    parser.add_argument("--compare-z", type=float, nargs="*", default=[],
+                        help="with --atoms-only: also count the trees that hold with these settle_z")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip() or "unknown"
     if args.atoms_only:
         results = [atoms_only_case(d, s, args.dim) for d in args.depths for s in args.seeds]
-        write(atoms_only_markdown(results, commit, args.dim), args.markdown)
+        others = {z: [atoms_only_case(d, s, args.dim, z) for d in args.depths for s in args.seeds] for z in args.compare_z}
+        write(atoms_only_markdown(results, commit, args.dim, others), args.markdown)
         return
     args.out.mkdir(parents=True, exist_ok=True)
     cases = [(d, s, g) for d in args.depths for s in args.seeds for g in args.stop_gradients]

@@ -211,6 +211,8 @@ def level_text(level: dict, index: int, method: str) -> str:
         parts.append(f"λ {level['lambda']}")
     if index > 0 and method in ("cascade", "stacked") and level.get("start_step"):
         parts.append(f"from step {level['start_step']}")
+    if index > 0 and method == "cascade" and level.get("settle_every"):
+        parts.append(f"settled every {level['settle_every']} steps")
     if level.get("normalisation"):
         parts.append(f"loss {level['normalisation']}")
     return ", ".join(parts)

@@ -59,7 +59,7 @@ class LevelConfig(BaseModel):
         "cross-cosine is at least ρ times the geometric mean of their own mean cosines (siblings ≈ 1, cousins s'²)",
     )
     settle_z: float = Field(
-        3.0, ge=0,
+        2.5, ge=0,
         description="[hsae] z: two clusters are one concept when they are related beyond z standard errors of random "
         "residuals in R^d and their cross-cosine falls short of their own mean cosines by less than z_n standard "
         "errors, z_n the one-sided z's level shared among the 2^(n-1)-1 splits of their n members",

@@ -36,8 +36,8 @@ Two clusters are *indistinct* when they are related, x_ce > z · SD(x_ce), and t
 noise, G < z_n · SD(G). The clustering chose the split of c ∪ e that makes them look most apart,
 the best of its 2^(n−1) − 1 two-way splits (n = n_c + n_e), so the gap is tested at the z_n of a
 one-sided test at level α = 1 − Φ(z) shared among them (Bonferroni): 1 − Φ(z_n) = α / (2^(n−1) − 1);
-z_n = z for two singletons, ≈ z + 0.5 for n = 4, ≈ z + 1.8 for n = 12. A simulation of one family
-split every possible way gives the same growth (docs/cascade.md, "Why a noise test").
+z_n = z for two singletons, z + 0.63 for n = 4 and z + 2.02 for n = 12 at z = 2.5 (docs/cascade.md,
+"Why a noise test").
 
 Optionally (``ratio``, off by default) two related clusters are also indistinct when
 x_ce ≥ ρ · √(w_c w_e): siblings have ratio ≈ 1, cousins whose parents are at cosine s' ≈ s'².

@@ -116,9 +116,9 @@ def rejoined_families(draws: int = 200) -> int:
 def test_one_family_cut_into_pieces_is_rejoined(monkeypatch):
     """The gap of the best split of one family stays within z_n; the plain z, blind to the choice
     of the split among many, keeps pieces apart far more often."""
-    assert rejoined_families(200) >= 0.95 * 200
+    assert rejoined_families(200) >= 0.9 * 200
     monkeypatch.setattr(settle, "split_z", lambda z, n: np.full(np.shape(n), z))
-    assert rejoined_families(200) < 0.9 * 200
+    assert rejoined_families(200) < 0.75 * 200
 
 
 def test_clusters_do_not_depend_on_rotation():

@@ -69,3 +69,10 @@ def test_unfinished_runs_are_named(results, tmp_path):
     (runs / "sweep.json").write_text(json.dumps({"variants": [{"name": "bt", "label": "BatchTopK"}]}))
     with pytest.raises(SystemExit, match="bt: no metrics.json"):
         results.main(["--runs", str(runs), "--doc", str(tmp_path / "r.md")])
+
+
+def test_level_settings_name_what_the_method_uses(results):
+    settled = {"n_latents": 24, "encoder": {"name": "topk", "k": 1}, "start_step": 1000, "settle_every": 500}
+    assert results.level_text(settled, 1, "cascade") == "24 × topk k = 1, from step 1000, settled every 500 steps"
+    assert results.level_text(settled, 1, "hac") == "24 (clusters)"
+    assert results.level_text(settled, 0, "cascade") == "24 × topk k = 1"
