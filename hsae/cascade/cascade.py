@@ -205,20 +205,16 @@ class Cascade(nn.Module):
     @torch.no_grad()
     def live_atoms(self, l: int, x: torch.Tensor) -> torch.Tensor:
         """Indices of level l's atoms that level l+1 settles on. Level 1: the latents active on the
-        (whole) batch ``x`` whose mean activation where active is at least ``settle_min_magnitude``
-        times the geometric mean of all the batch's nonzero activations (spare latents that fit the
-        residual fire rarely and weakly: they barely move that mean, however many they are, where
-        a median over latents sinks once they outnumber the real ones). A settled level: its
-        unpruned latents. Otherwise: those fired within the last ``settle_every`` steps."""
+        (whole) batch ``x`` whose mean activation where active is at least ``settle_min_magnitude`` times
+        the median of that mean over them (spare latents that fit the residual are weak). A settled
+        level: its unpruned latents. Otherwise: those fired within the last ``settle_every`` steps."""
         if l == 1:
             z = self.level(1).encode(x).z
-            fired = z > 0
-            count = batch_sum(fired.sum(0))  # over the whole batch when its rows are split
+            count = batch_sum((z > 0).sum(0))  # over the whole batch when its rows are split
             magnitude = batch_sum(z.sum(0)) / count.clamp_min(1)
-            log_total = batch_sum(torch.where(fired, z, torch.ones_like(z)).log().sum())
-            typical = torch.exp(log_total / count.sum().clamp_min(1))
-            floor = self.level_config(2).settle_min_magnitude * typical
-            return ((count > 0) & (magnitude >= floor)).nonzero().squeeze(1)
+            active = count > 0
+            floor = self.level_config(2).settle_min_magnitude * magnitude[active].median() if active.any() else 0
+            return (active & (magnitude >= floor)).nonzero().squeeze(1)
         if str(l) in self.concepts:
             return self.concepts[str(l)].alive.nonzero().squeeze(1)
         window = self.level_config(l + 1).settle_every

@@ -67,8 +67,7 @@ class LevelConfig(BaseModel):
     settle_min_magnitude: float = Field(
         0.5, ge=0,
         description="[hsae] level 2 settles on the level-1 latents active on the batch whose mean activation where "
-        "active is at least this share of the geometric mean of all the batch's nonzero level-1 activations "
-        "(rarely and weakly firing spare latents are left out)",
+        "active is at least this share of the median over them (weak spare latents are left out)",
     )
     normalisation: Normalisation = Field(
         "variance",

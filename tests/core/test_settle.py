@@ -170,17 +170,3 @@ def test_settling_is_off_unless_asked(build_cascade):
     cascade = build_cascade(8, [{"n_latents": 8, "encoder": {"name": "topk", "k": 1}},
                                 {"n_latents": 4, "encoder": {"name": "topk", "k": 1}}])
     assert not any(key.startswith("concepts.") for key in cascade.state_dict())
-
-
-def test_rare_weak_latents_are_not_live_however_many(build_cascade):
-    """10 latents fire on 20 rows each at 3; 30 spare ones once each at 0.5. The spares are the
-    majority of the active latents, yet only the 10 are settled on."""
-    cascade = build_cascade(40, [{"n_latents": 40, "encoder": {"name": "topk", "k": 1}},
-                                 {"n_latents": 8, "encoder": {"name": "topk", "k": 1}, "settle_every": 10}])
-    with torch.no_grad():
-        cascade.level(1).W_enc.copy_(torch.eye(40))
-        cascade.level(1).b_enc.zero_()
-    strong = 3.0 * torch.eye(40)[:10].repeat_interleave(20, dim=0)
-    weak = 0.5 * torch.eye(40)[10:]
-    live = cascade.live_atoms(1, torch.cat([strong, weak]))
-    assert live.tolist() == list(range(10))
