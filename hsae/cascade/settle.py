@@ -26,9 +26,12 @@ w_c, w_e, mean residual energies σ²_c, σ²_e, cross-similarity x_ce = mean ov
       d · Var G = ¼ (v_c + v_e) + σ²_c σ²_e / (n_c n_e) + t_c + t_e,
       v_c = 2 σ⁴_c / (n_c (n_c − 1)),   t_c = 0;   a singleton: v_c = 0, t_c = w σ²_c
 
-  (a singleton has no pairs of its own: it takes the median cohesion of the clusters with two or
-  more members, or, while there are fewer than three of those, the median over atoms of the
-  cosine to their nearest neighbour, and its own μ·r_i no longer cancels);
+  (a singleton has no pairs of its own: its cohesion is the median cohesion of the clusters with
+  two or more members, or, while there are fewer than three of those, the median over items of
+  the similarity to their nearest other item; but never more than its own item's similarity to
+  its nearest other item, since a family's cohesion, a mean over its pairs, is at most about the
+  similarity of a member to its closest relative, and families differ in cohesion. Its own μ·r_i
+  no longer cancels);
 * the cross-similarity of two *unrelated* clusters (μ_c · μ_e = 0) has mean 0 and variance
   d · Var x_ce = w_c σ²_e / n_e + w_e σ²_c / n_c + σ²_c σ²_e / (n_c n_e).
 
@@ -92,10 +95,11 @@ def split_z(z: float, n: np.ndarray) -> np.ndarray:
 
 
 def indistinct(similarity: np.ndarray, labels: np.ndarray, ratio: float | None, z: float, dim: int,
-               nearest: float):
+               nearest: np.ndarray):
     """The most similar pair of clusters that is indistinct (module docstring), or None;
-    ``nearest``: the median similarity of an atom to its nearest other atom, a singleton's
-    cohesion while fewer than MIN_REFERENCE_CLUSTERS clusters have two members."""
+    ``nearest``: each item's similarity to its nearest other item (its median is a singleton's
+    cohesion while fewer than MIN_REFERENCE_CLUSTERS clusters have two members; its own value
+    bounds a singleton's cohesion)."""
     k = labels.max() + 1
     member = np.zeros((k, len(labels)))
     member[labels, np.arange(len(labels))] = 1.0
@@ -106,8 +110,10 @@ def indistinct(similarity: np.ndarray, labels: np.ndarray, ratio: float | None, 
     self_sums = member @ np.diag(similarity)  # Σ over members of their self-similarity (1 for unit items)
     cohesion = np.full(k, np.nan)
     cohesion[multi] = (np.diag(sums)[multi] - self_sums[multi]) / pairs[multi]
-    fallback = float(np.median(cohesion[multi])) if multi.sum() >= MIN_REFERENCE_CLUSTERS else nearest
-    cohesion = np.clip(np.where(multi, cohesion, fallback), 1e-6, None)
+    fallback = float(np.median(cohesion[multi] if multi.sum() >= MIN_REFERENCE_CLUSTERS else nearest))
+    own_nearest = np.zeros(k)
+    own_nearest[labels] = nearest  # a singleton's one item
+    cohesion = np.clip(np.where(multi, cohesion, np.minimum(fallback, own_nearest)), 1e-6, None)
     cross = sums / np.outer(size, size)
     spread = np.clip(self_sums / size - cohesion, 0.0, None)  # σ²: residual energy per member
     own_pairs = np.where(multi, 2.0 * spread**2 / np.maximum(pairs, 1.0), 0.0)  # v_c
@@ -141,7 +147,7 @@ def distinct_clusters(items: np.ndarray, start: int, ratio: float | None, z: flo
     np.fill_diagonal(distance, 0.0)
     tree = linkage(squareform(distance, checks=False), method="average")
     labels = refine(items, fcluster(tree, min(start, n), "maxclust") - 1)
-    nearest = float(np.median(np.max(similarity - 4.0 * np.eye(n), axis=1)))
+    nearest = np.max(similarity - 4.0 * np.eye(n), axis=1)
     while labels.max() > 0:
         pair = indistinct(similarity, labels, ratio, z, items.shape[1], nearest)
         if pair is None:
