@@ -4,7 +4,7 @@ plugin's), for several seeds and stop-gradient modes; writes a Markdown table na
 
     .venv/bin/python scripts/depth_check.py --out runs/depth_check --markdown docs/depth_check.md
 
-(24 runs: 5 min 34 s on 2 idle cores at b72667c.)
+(48 runs, 24 per generator, below.)
 
     .venv/bin/python scripts/depth_check.py --atoms-only --seeds $(seq 0 39) --compare-z 2 3 3.5 4 --markdown docs/settle_check.md
 
@@ -17,7 +17,8 @@ concepts of each level), and a deeper tree repeats the last level's entry unchan
 
 The generator: roots are random unit vectors in R^d; each concept has 2-6 children (2-5 at depth
 4, drawn per concept), a child being the normalised ``s * parent + sqrt(1 - s^2) * g`` with ``g``
-a random unit vector (not orthogonalised) and ``s`` drawn per level in [0.55, 0.85]. A row
+a random unit vector (not orthogonalised) and ``s`` drawn in [0.55, 0.85] once per level, or
+(``--generators per-concept``) once per parent concept, shared by its children. A row
 switches on 1 + Poisson(2) leaves drawn by Zipf(1.1) frequencies, with magnitudes 0.3 + Exp(1),
 plus Gaussian noise of standard deviation 0.05 per coordinate.
 """
@@ -79,18 +80,19 @@ def planted_rows(rng: np.random.Generator, leaves: np.ndarray, n_rows: int) -> n
     return (rows + 0.05 * rng.standard_normal(rows.shape)).astype(np.float32)
 
 
-def write_store(path: Path, depth: int, seed: int, dim: int, n_rows: int) -> tuple[list[int], list[float]]:
+def write_store(path: Path, depth: int, seed: int, dim: int, n_rows: int,
+                per_concept: bool = False) -> tuple[list[int], list[float] | str]:
     from hsae.store.truth import Truth, write_truth
     from hsae.store import StoreWriter
 
     rng = np.random.default_rng([depth, seed, 14])
-    directions, parents, similarity = planted_tree(rng, depth, dim)
+    directions, parents, similarity = planted_tree(rng, depth, dim, per_concept=per_concept)
     if not path.exists():
         with StoreWriter(path, width=dim) as writer:
             writer.append(planted_rows(rng, directions[0], n_rows))
             writer.commit()
             write_truth(writer, Truth(tuple(directions), tuple(parents)))
-    return [len(d) for d in directions], [round(float(s), 2) for s in similarity]
+    return [len(d) for d in directions], ("per concept" if per_concept else [round(float(s), 2) for s in similarity])
 
 
 def adapted_recipe(store: Path, sizes: list[int], stop_gradient: str) -> dict:
@@ -108,10 +110,14 @@ def adapted_recipe(store: Path, sizes: list[int], stop_gradient: str) -> dict:
     return recipe
 
 
-def run_case(out: Path, depth: int, seed: int, stop_gradient: str, dim: int, n_rows: int) -> dict:
-    store = out / f"store_depth{depth}_seed{seed}.h5"
-    sizes, similarity = write_store(store, depth, seed, dim, n_rows)
-    name = f"depth{depth}_seed{seed}_{stop_gradient}"
+def store_name(depth: int, seed: int, per_concept: bool) -> str:
+    return f"store_depth{depth}_seed{seed}{'_per_concept' if per_concept else ''}.h5"
+
+
+def run_case(out: Path, depth: int, seed: int, stop_gradient: str, per_concept: bool, dim: int, n_rows: int) -> dict:
+    store = out / store_name(depth, seed, per_concept)
+    sizes, similarity = write_store(store, depth, seed, dim, n_rows, per_concept)
+    name = f"depth{depth}_seed{seed}{'_per_concept' if per_concept else ''}_{stop_gradient}"
     recipe_path = out / f"{name}.yaml"
     recipe_path.write_text(yaml.safe_dump(adapted_recipe(store, sizes, stop_gradient)))
     hsae = Path(sys.executable).with_name("hsae")
@@ -152,8 +158,8 @@ def atoms_only_case(depth: int, seed: int, dim: int, z: float | None = None, per
                        for lv in levels]}
 
 
-GENERATORS = {"per level": False, "per concept": True}
-"""The atoms-only page's two generators: one s per level (as the trained check), or one per parent."""
+GENERATORS = {"per-level": False, "per-concept": True}
+"""The two generators (``--generators``): one s per level, or one per parent concept."""
 
 
 def atoms_only_markdown(by_generator: dict[str, dict[float, list[dict]]], default: float, commit: str,
@@ -173,7 +179,7 @@ def atoms_only_markdown(by_generator: dict[str, dict[float, list[dict]]], defaul
         "and s drawn per parent concept, so that families of one level differ in cohesion.",
     ]
     for generator, by_z in by_generator.items():
-        lines += ["", f"## Similarity drawn {generator}", ""] + _atoms_only_section(by_z, default)
+        lines += ["", f"## Similarity drawn {generator.replace('-', ' ')}", ""] + _atoms_only_section(by_z, default)
     return "\n".join(lines + [""])
 
 
@@ -218,7 +224,8 @@ def holds(result: dict) -> bool:
     return result["leaf_recovery"] >= 0.95 and all(map(level_holds, result["levels"]))
 
 
-def markdown(results: list[dict], commit: str, dim: int, n_rows: int) -> str:
+def markdown(by_generator: dict[str, list[dict]], commit: str, dim: int, n_rows: int) -> str:
+    """The page: one table per generator, every run in it."""
     lines = [
         "# Deeper hierarchies, held out",
         "",
@@ -226,17 +233,18 @@ def markdown(results: list[dict], commit: str, dim: int, n_rows: int) -> str:
         f"widths {WIDTH_FACTOR}× the planted concepts of each level; `recipes/quickstart.yaml` otherwise",
         "unchanged, the last level's entry repeated for deeper trees). \"found/planted\": distinct learned",
         "ancestors of the leaves' atoms against the planted concepts; \"holds\": leaves ≥ 0.95 and, at every",
-        "upper level, F1 ≥ 0.9 with the count within 25 %.",
-        "",
-        "| depth | seed | stop_gradient | similarity s per level | leaves | upper levels: F1 (found/planted) | holds |",
-        "|---:|---:|---|---|---:|---|---|",
+        "upper level, F1 ≥ 0.9 with the count within 25 %. The child-parent similarity s is drawn once per",
+        "level, or per parent concept (then families of one level differ in cohesion).",
     ]
-    for r in results:
-        levels = ", ".join(f"L{lv['level']} {lv['f1']:.3f} ({lv['found']}/{lv['true']})" for lv in r["levels"])
-        lines.append(f"| {r['depth']} | {r['seed']} | {r['stop_gradient']} | {r['similarity']} | "
-                     f"{r['leaf_recovery']:.3f} | {levels} | {'yes' if holds(r) else 'no'} |")
-    held = sum(holds(r) for r in results)
-    lines += ["", f"{held} of {len(results)} runs hold.", ""]
+    for generator, results in by_generator.items():
+        lines += ["", f"## Similarity drawn {generator.replace('-', ' ')}", "",
+                  "| depth | seed | stop_gradient | similarity s per level | leaves | upper levels: F1 (found/planted) | holds |",
+                  "|---:|---:|---|---|---:|---|---|"]
+        for r in results:
+            levels = ", ".join(f"L{lv['level']} {lv['f1']:.3f} ({lv['found']}/{lv['true']})" for lv in r["levels"])
+            lines.append(f"| {r['depth']} | {r['seed']} | {r['stop_gradient']} | {r['similarity']} | "
+                         f"{r['leaf_recovery']:.3f} | {levels} | {'yes' if holds(r) else 'no'} |")
+        lines += ["", f"{sum(map(holds, results))} of {len(results)} runs hold.", ""]
     return "\n".join(lines)
 
 
@@ -250,6 +258,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=192)
     parser.add_argument("--rows", type=int, default=40_000)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--generators", nargs="+", choices=list(GENERATORS), default=list(GENERATORS),
+                        help="draw s once per level and/or per parent concept")
     parser.add_argument("--atoms-only", action="store_true", help="the settle rule alone, without training")
     parser.add_argument("--compare-z", type=float, nargs="*", default=[],
                         help="with --atoms-only: also count the trees that hold with these settle_z")
@@ -263,16 +273,18 @@ def main() -> None:
         by_generator = {name: {z: [atoms_only_case(d, s, args.dim, z, per_concept)
                                    for d in args.depths for s in args.seeds]
                                for z in {default, *args.compare_z}}
-                        for name, per_concept in GENERATORS.items()}
+                        for name, per_concept in GENERATORS.items() if name in args.generators}
         write(atoms_only_markdown(by_generator, default, commit, args.dim), args.markdown)
         return
     args.out.mkdir(parents=True, exist_ok=True)
-    cases = [(d, s, g) for d in args.depths for s in args.seeds for g in args.stop_gradients]
-    for depth, seed in {(d, s) for d, s, _ in cases}:  # stores first, so no two runs write one
-        write_store(args.out / f"store_depth{depth}_seed{seed}.h5", depth, seed, args.dim, args.rows)
+    cases = [(d, s, g, GENERATORS[name]) for name in args.generators for d in args.depths for s in args.seeds
+             for g in args.stop_gradients]
+    for depth, seed, _, per_concept in cases:  # stores first, so no two runs write one
+        write_store(args.out / store_name(depth, seed, per_concept), depth, seed, args.dim, args.rows, per_concept)
     with ThreadPoolExecutor(args.jobs) as pool:
         results = list(pool.map(lambda c: run_case(args.out, *c, args.dim, args.rows), cases))
-    write(markdown(results, commit, args.dim, args.rows), args.markdown)
+    by_generator = {name: [r for r, c in zip(results, cases) if c[3] == GENERATORS[name]] for name in args.generators}
+    write(markdown(by_generator, commit, args.dim, args.rows), args.markdown)
 
 
 def write(text: str, path: Path | None) -> None:
