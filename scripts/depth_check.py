@@ -12,8 +12,9 @@ checks the settle rule alone (hsae.cascade.settle, the recipe defaults), without
 many more trees: the level-1 atoms are the planted leaves, each turned by a small random angle
 (cosine 0.98), and the upper levels are settled bottom-up as the cascade does (under a minute).
 
-The adaptation is the one a user makes: the store and the widths change (about 2.5x the planted
-concepts of each level), and a deeper tree repeats the last level's entry unchanged.
+The adaptation is the one a user makes: the store and the widths change (2.5x the planted
+concepts of each level, or ``--width-factor``), and a deeper tree repeats the last level's entry
+unchanged.
 
 The generator: roots are random unit vectors in R^d; each concept has 2-6 children (2-5 at depth
 4, drawn per concept), a child being the normalised ``s * parent + sqrt(1 - s^2) * g`` with ``g``
@@ -249,6 +250,7 @@ def markdown(by_generator: dict[str, list[dict]], commit: str, dim: int, n_rows:
 
 
 def main() -> None:
+    global WIDTH_FACTOR  # --width-factor: read by the recipe, the atoms-only case and the pages
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "depth_check")
     parser.add_argument("--markdown", type=Path, default=None, help="write the table here too")
@@ -258,12 +260,15 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=192)
     parser.add_argument("--rows", type=int, default=40_000)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--width-factor", type=float, default=WIDTH_FACTOR,
+                        help="every level's width, as a multiple of its planted concepts")
     parser.add_argument("--generators", nargs="+", choices=list(GENERATORS), default=list(GENERATORS),
                         help="draw s once per level and/or per parent concept")
     parser.add_argument("--atoms-only", action="store_true", help="the settle rule alone, without training")
     parser.add_argument("--compare-z", type=float, nargs="*", default=[],
                         help="with --atoms-only: also count the trees that hold with these settle_z")
     args = parser.parse_args()
+    WIDTH_FACTOR = args.width_factor
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip() or "unknown"
     if args.atoms_only:
