@@ -46,11 +46,17 @@ def _training_only(key: str) -> bool:
     return not TRAINING_ONLY.isdisjoint(key.split("."))
 
 
-def write_json(path: Path, data) -> None:
-    """Write JSON atomically (a temp file renamed over the target)."""
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` through a temp file renamed over ``path``: a reader (another process of a
+    data-parallel run) sees the old file or the new one, never a part, and a crash mid-write
+    leaves the old one."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_json(path: Path, data) -> None:
+    write_atomically(path, json.dumps(data, indent=2))
 
 
 @contextlib.contextmanager
@@ -83,7 +89,7 @@ class RunDir:
 
     def write_recipe(self, tree: dict) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        self.recipe.write_text(yaml.safe_dump(tree, sort_keys=False))
+        write_atomically(self.recipe, yaml.safe_dump(tree, sort_keys=False))
 
     def read_recipe_tree(self) -> dict | None:
         if not self.recipe.exists():

@@ -88,3 +88,26 @@ def test_a_recipe_that_failed_before_making_anything_can_be_corrected(tmp_path):
     result = run_cli("run", write_recipe(tmp_path / "good.yaml", small_recipe(train=SHORT, data=data, eval={})), "--out", out)
     assert result.code == 0, result.output
     assert json.loads((out / "config.json").read_text())["n_inputs"] == 24
+
+
+def test_the_recipe_file_is_replaced_whole(tmp_path, monkeypatch):
+    """Another process of a data-parallel run reads recipe.yaml while the first writes it (a
+    partly written file read as "not a recipe" failed a two-process run under load): the write
+    goes through a temp file renamed over it, so a write cut short leaves the old recipe whole."""
+    from pathlib import Path
+
+    from hsae.run.run_dir import RunDir
+
+    run = RunDir(tmp_path / "run")
+    run.write_recipe({"name": "first", "train": {"steps": 10}})
+    real_write = Path.write_text
+
+    def cut_short(path, text, *args, **kwargs):
+        real_write(path, text[: len(text) // 2], *args, **kwargs)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", cut_short)
+    with pytest.raises(OSError):
+        run.write_recipe({"name": "second", "train": {"steps": 20}})
+    monkeypatch.undo()
+    assert run.read_recipe_tree() == {"name": "first", "train": {"steps": 10}}
