@@ -126,10 +126,10 @@ def loose_pairs_kept(draws: int = 40) -> int:
     3-6 children at s = 0.85, four of 2 children at s = 0.55; widths 2.5x), how many keep every
     loose pair as one concept of its own and find the ten families."""
     rng = np.random.default_rng(11)
+    counts = np.array([3, 4, 5, 6, 4, 5, 2, 2, 2, 2])
+    s = np.array([0.85] * 6 + [0.55] * 4)
     kept = 0
     for _ in range(draws):
-        counts = np.array([3, 4, 5, 6, 4, 5, 2, 2, 2, 2])
-        s = np.array([0.85] * 6 + [0.55] * 4)
         roots = rng.standard_normal((len(counts), 192))
         roots /= np.linalg.norm(roots, axis=1, keepdims=True)
         family = np.repeat(np.arange(len(counts)), counts)

@@ -4,12 +4,14 @@ whether the earlier run finished, has checkpoints, or only began writing its sto
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import yaml
 
+from hsae.run.run_dir import RunDir
 from hsae.store import StoreWriter
 from hsae.store.layout import parts_folder
 
@@ -94,10 +96,6 @@ def test_the_recipe_file_is_replaced_whole(tmp_path, monkeypatch):
     """Another process of a data-parallel run reads recipe.yaml while the first writes it (a
     partly written file read as "not a recipe" failed a two-process run under load): the write
     goes through a temp file renamed over it, so a write cut short leaves the old recipe whole."""
-    from pathlib import Path
-
-    from hsae.run.run_dir import RunDir
-
     run = RunDir(tmp_path / "run")
     run.write_recipe({"name": "first", "train": {"steps": 10}})
     real_write = Path.write_text
