@@ -29,10 +29,10 @@ class LevelConfig(BaseModel):
     n_latents: int = Field(gt=0, description="number of latents n_l")
     encoder: dict[str, Any] = Field(description="encoder plugin: {name: ..., <options>}")
     lambda_: float = Field(
-        0.01, alias="lambda", ge=0,
-        description="λ_l, weight of L_l in the joint loss (ignored for level 1). [hsae] default 0.01: with "
-        "stop_gradient none, λ_l = 1 pulls level-1 atoms onto level-l directions and collapses level 1 "
-        "(docs/cascade.md, 'Level balance'); the paper's recipes set 1 explicitly")
+        0.001, alias="lambda", ge=0,
+        description="λ_l, weight of L_l in the joint loss (ignored for level 1). [hsae] default 0.001: with "
+        "stop_gradient none, L_l pulls the atoms below toward level l's clusters; λ_l = 1 collapses level 1 "
+        "and 0.01 tips close settles (docs/cascade.md, 'Level balance'); the paper's recipes set 1 explicitly")
     sparsity_coef: float = Field(0.0, ge=0, description="λ_s^l, coefficient of the encoder's sparsity term S")
     usage_coef: float = Field(
         0.0, ge=0,
