@@ -215,3 +215,28 @@ def test_variance_normalisation_falls_back_to_the_second_moment(build_cascade):
     out = cascade(x, step=0)
     assert out.levels[0].reconstruction > 0
     assert torch.allclose(out.levels[0].loss, out.levels[0].reconstruction / 6.0)
+
+
+def test_lambda_sets_the_pull_on_the_level_below_not_the_level_s_own_steps(build_cascade, planted_hierarchy, train):
+    """Under ``none``, λ₂ scales how far L₂ moves the level-1 atoms away from where L₁ alone (the
+    ``bilateral`` run) leaves them; Adam normalises level 2's own steps, so they barely change."""
+    data = planted_hierarchy(512)
+
+    def trained(mode: str, lam: float) -> Cascade:
+        torch.manual_seed(0)
+        levels = [{"n_latents": 24, "encoder": {"name": "topk", "k": 2}},
+                  {"n_latents": 6, "encoder": {"name": "topk", "k": 1}, "lambda": lam}]
+        cascade = build_cascade(16, levels, stop_gradient=mode)
+        train(cascade, data, steps=60)
+        return cascade
+
+    alone = trained("bilateral", 0.01).level(1).W_dec
+    strong, weak = trained("none", 0.01), trained("none", 0.001)
+    pull_strong = (strong.level(1).W_dec - alone).norm()
+    pull_weak = (weak.level(1).W_dec - alone).norm()
+    assert 0 < pull_weak < 0.3 * pull_strong, (float(pull_weak), float(pull_strong))
+    torch.manual_seed(0)
+    start = build_cascade(16, [{"n_latents": 24, "encoder": {"name": "topk", "k": 2}},
+                               {"n_latents": 6, "encoder": {"name": "topk", "k": 1}}]).level(2).W_dec
+    moved = (strong.level(2).W_dec - start).norm()
+    assert (strong.level(2).W_dec - weak.level(2).W_dec).norm() < 0.25 * moved
