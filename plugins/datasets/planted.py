@@ -39,6 +39,11 @@ class HierarchyConfig(PluginConfig):
     branching: int | list[int] = Field(
         4, description="children per concept: one number, or one per level from level 2 up"
     )
+    branching_max: int | list[int] | None = Field(
+        None,
+        description="with it, each concept draws its number of children uniformly from branching to "
+        "branching_max (one number, or one per level as branching); without it, exactly branching",
+    )
     similarity: float | list[float] = Field(
         0.7,
         description="cosine between a concept and its parent: one number, or one per level from level 1 up",
@@ -46,6 +51,10 @@ class HierarchyConfig(PluginConfig):
     width: int = Field(64, ge=1, description="activation width d")
     n_samples: int = Field(20_000, ge=1)
     leaves_per_sample: float = Field(3.0, ge=1.0, description="mean number of active leaves")
+    leaf_zipf: float = Field(
+        0.0, ge=0.0, description="Zipf exponent a of the leaf frequencies: the leaf of rank r (a random order) "
+        "is drawn with weight r^-a; 0: every leaf equally often"
+    )
     count_distribution: Literal["poisson", "fixed"] = Field(
         "poisson", description="poisson: 1 + Poisson(mean − 1) leaves; fixed: exactly the mean"
     )
@@ -66,12 +75,15 @@ class HierarchyConfig(PluginConfig):
     @model_validator(mode="after")
     def _check(self) -> HierarchyConfig:
         links = self.depth - 1
-        for name in ("branching", "similarity"):
+        for name in ("branching", "branching_max", "similarity"):
             value = getattr(self, name)
             if isinstance(value, list) and len(value) != links:
                 raise ValueError(f"{name} needs one entry per level link ({links}); got {len(value)}")
         if any(b < 1 for b in self.branching_per_level):
             raise ValueError(f"branching must be ≥ 1; got {self.branching}")
+        if any(high < low for low, high in self.branching_ranges):
+            raise ValueError(f"branching_max must be ≥ branching at every level; got {self.branching_max} "
+                             f"for branching {self.branching}")
         if any(not 0.0 <= s < 1.0 for s in self.similarity_per_level):
             raise ValueError(f"similarity must be in [0, 1); got {self.similarity}")
         low, high = self.magnitude_range
@@ -92,13 +104,24 @@ class HierarchyConfig(PluginConfig):
         return list(b) if isinstance(b, list) else [b] * (self.depth - 1)
 
     @property
+    def branching_ranges(self) -> list[tuple[int, int]]:
+        """(fewest, most) children of a concept, per level from level 2 up."""
+        high = self.branching_max
+        if high is None:
+            return [(b, b) for b in self.branching_per_level]
+        highs = list(high) if isinstance(high, list) else [high] * (self.depth - 1)
+        return list(zip(self.branching_per_level, highs))
+
+    @property
     def similarity_per_level(self) -> list[float]:
         s = self.similarity
         return list(s) if isinstance(s, list) else [s] * (self.depth - 1)
 
     @property
     def level_sizes(self) -> list[int]:
-        """``n_l`` for l = 1..depth."""
+        """``n_l`` for l = 1..depth with ``branching`` children per concept: the tree's sizes, or the
+        fewest the tree can have when ``branching_max`` draws the counts (the drawn sizes are
+        those of ``build_tree(config).truth``)."""
         sizes = [self.n_roots]
         for b in reversed(self.branching_per_level):
             sizes.insert(0, sizes[0] * b)
@@ -115,6 +138,11 @@ class PlantedTree:
 
     truth: Truth
     concept_embeddings: tuple[np.ndarray, ...]  # level l: (n_l, D)
+    leaf_weights: np.ndarray  # (n_leaves,): how often each leaf is drawn, relative to the others
+
+    @property
+    def n_leaves(self) -> int:
+        return len(self.truth.leaves)
 
     def leaf_profiles(self, level_weights: list[float]) -> np.ndarray:
         """``(n_leaves, D)``: Σ_l w_l · g_l[ancestor_l(leaf)], the embedding of a leaf alone."""
@@ -133,25 +161,28 @@ def _unit_rows(m: np.ndarray) -> np.ndarray:
 
 
 def build_tree(config: HierarchyConfig) -> PlantedTree:
-    """Draw the concept tree: directions, parents (children in a shuffled order), embeddings."""
+    """Draw the concept tree: directions, parents (children in a shuffled order; their number per
+    concept drawn from ``branching_ranges``), embeddings and leaf weights (Zipf in a random order)."""
     rng = _rng(config, _TREE)
-    sizes = config.level_sizes
     directions = [_unit_rows(rng.standard_normal((config.n_roots, config.width)))]
     parents: list[np.ndarray] = []
-    for n_children, b, s in zip(
-        reversed(sizes[:-1]), reversed(config.branching_per_level), reversed(config.similarity_per_level)
-    ):
+    for (fewest, most), s in zip(reversed(config.branching_ranges), reversed(config.similarity_per_level)):
         above = directions[0]
-        parent = rng.permutation(np.repeat(np.arange(len(above)), b))
+        counts = fewest if fewest == most else rng.integers(fewest, most + 1, len(above))
+        parent = rng.permutation(np.repeat(np.arange(len(above)), counts))
         p = above[parent]
-        r = rng.standard_normal((n_children, config.width))
+        r = rng.standard_normal((len(parent), config.width))
         r = _unit_rows(r - (r * p).sum(1, keepdims=True) * p)
         directions.insert(0, s * p + np.sqrt(1.0 - s * s) * r)
         parents.insert(0, parent)
     embeddings = tuple(
-        rng.standard_normal((n, config.embedding_dim)) / np.sqrt(config.embedding_dim) for n in sizes
+        rng.standard_normal((len(v), config.embedding_dim)) / np.sqrt(config.embedding_dim) for v in directions
     )
-    return PlantedTree(Truth(tuple(directions), tuple(parents)), embeddings)
+    n_leaves = len(directions[0])
+    weights = np.ones(n_leaves)
+    if config.leaf_zipf > 0:
+        weights = (1.0 + rng.permutation(n_leaves)) ** -config.leaf_zipf
+    return PlantedTree(Truth(tuple(directions), tuple(parents)), embeddings, weights)
 
 
 @dataclass(frozen=True)
@@ -176,7 +207,7 @@ def n_blocks(config: HierarchyConfig) -> int:
 
 
 def _pick(rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
-    """One column per row, with probability proportional to the row's (0/1) weights."""
+    """One column per row, with probability proportional to the row's (nonnegative) weights."""
     cumulative = np.cumsum(weights, axis=1)
     target = rng.random(len(weights)) * cumulative[:, -1]
     return (cumulative > target[:, None]).argmax(axis=1)
@@ -185,14 +216,15 @@ def _pick(rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
 def sample_block(config: HierarchyConfig, tree: PlantedTree, block: int) -> SampleBlock:
     """Which leaves are active, and how strongly, in block ``block``.
 
-    The first leaf is uniform; each further one is, with probability
-    ``sibling_cooccurrence``, uniform among the inactive leaves that share a parent with an
-    active leaf (when there are any), else uniform among all inactive leaves.
+    The first leaf is drawn among all leaves; each further one is, with probability
+    ``sibling_cooccurrence``, drawn among the inactive leaves that share a parent with an active
+    leaf (when there are any), else among all inactive leaves; every draw in proportion to the
+    leaves' weights (equal unless ``leaf_zipf``).
     """
     rng = _rng(config, _EVENTS, block)
     start = block * BLOCK_ROWS
     rows = min(BLOCK_ROWS, config.n_samples - start)
-    n_leaves = config.n_leaves
+    n_leaves = tree.n_leaves
     mean = config.leaves_per_sample
     if config.count_distribution == "fixed":
         counts = np.full(rows, int(mean))
@@ -207,7 +239,7 @@ def sample_block(config: HierarchyConfig, tree: PlantedTree, block: int) -> Samp
         inactive = ~active
         siblings = family_active[:, family] & inactive
         use_sibling = (rng.random(rows) < config.sibling_cooccurrence) & siblings.any(axis=1)
-        choice = _pick(rng, np.where(use_sibling[:, None], siblings, inactive))
+        choice = _pick(rng, np.where(use_sibling[:, None], siblings, inactive) * tree.leaf_weights)
         on = np.flatnonzero(slot < counts)
         leaves[on, slot] = choice[on]
         active[on, choice[on]] = True
@@ -222,7 +254,7 @@ def sample_block(config: HierarchyConfig, tree: PlantedTree, block: int) -> Samp
 
 def activations(config: HierarchyConfig, tree: PlantedTree, block: SampleBlock) -> np.ndarray:
     """``x = Σ_j m_j · leaf_j + ε``, ε ~ N(0, noise_std² I); ``(rows, d)`` float32."""
-    coef = block.coefficients(config.n_leaves)
+    coef = block.coefficients(tree.n_leaves)
     noise = _rng(config, _ACTIVATION_NOISE, block.start // BLOCK_ROWS).standard_normal(
         (len(coef), config.width)
     )
@@ -233,7 +265,7 @@ def embeddings(config: HierarchyConfig, tree: PlantedTree, block: SampleBlock) -
     """``e = Σ_j m_j · profile_j / Σ_j m_j + η``, η ~ N(0, (embedding_noise² / D) I);
     ``(rows, D)`` float32 (``profile_j``: :meth:`PlantedTree.leaf_profiles`)."""
     weights = config.embedding_level_weights or [1.0] * config.depth
-    coef = block.coefficients(config.n_leaves)
+    coef = block.coefficients(tree.n_leaves)
     mean = coef @ tree.leaf_profiles(weights) / coef.sum(axis=1, keepdims=True)
     noise = _rng(config, _EMBEDDING_NOISE, block.start // BLOCK_ROWS).standard_normal(mean.shape)
     return (mean + config.embedding_noise / np.sqrt(config.embedding_dim) * noise).astype(np.float32)

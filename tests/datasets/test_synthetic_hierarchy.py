@@ -144,6 +144,9 @@ def test_embeddings_of_samples_sharing_a_parent_are_closer():
     [
         ({"depth": 1}, "depth"),
         ({"depth": 3, "branching": [4]}, "branching"),
+        ({"depth": 3, "branching_max": [4]}, "branching_max"),
+        ({"branching": 4, "branching_max": 3}, "branching_max"),
+        ({"leaf_zipf": -1.0}, "leaf_zipf"),
         ({"similarity": 1.0}, "similarity"),
         ({"magnitude_range": (0.0, 1.0)}, "magnitude_range"),
         ({"leaves_per_sample": 2.5, "count_distribution": "fixed"}, "whole"),
@@ -249,3 +252,55 @@ def test_a_finished_store_is_kept_or_refused_if_its_options_differ(tmp_path):
     assert path.stat().st_mtime_ns == before
     with pytest.raises(BadInput, match="other options"):
         plugin(seed=1).write_store(path)
+
+
+def test_without_branching_max_or_zipf_the_draws_are_those_of_earlier_releases():
+    """Stores written before the two options existed are drawn again the same (numbers taken
+    from the generator before they were added)."""
+    c = config(depth=3, n_roots=3, branching=[3, 2], width=16, embedding_dim=8)
+    tree = build_tree(c)
+    block = sample_block(c, tree, 0)
+    assert tree.truth.parents[0].tolist() == [1, 4, 0, 1, 4, 5, 4, 2, 3, 0, 0, 5, 5, 3, 2, 3, 2, 1]
+    assert block.leaves[:3].tolist() == [[6, 12, 0, 17, 4, -1, -1, -1], [11, 10, 15, -1, -1, -1, -1, -1],
+                                         [4, 1, 3, -1, -1, -1, -1, -1]]
+    assert float(tree.truth.leaves.sum()) == pytest.approx(3.6859043860855647, abs=1e-12)
+    assert float(activations(c, tree, block).sum()) == pytest.approx(274.4736022949219, rel=1e-6)
+    same = config(depth=3, n_roots=3, branching=[3, 2], branching_max=[3, 2], width=16, embedding_dim=8)
+    np.testing.assert_array_equal(build_tree(same).truth.leaves, tree.truth.leaves)
+
+
+def test_branching_max_draws_each_concept_s_number_of_children():
+    c = config(depth=3, n_roots=8, branching=[1, 2], branching_max=[8, 5], width=32, similarity=[0.6, 0.8])
+    truth = build_tree(c).truth
+    for parent, (fewest, most), n_above in zip(truth.parents, c.branching_ranges, (len(truth.directions[1]), 8)):
+        counts = np.bincount(parent, minlength=n_above)
+        assert fewest <= counts.min() and counts.max() <= most
+        assert len(set(counts.tolist())) >= 3  # the counts vary from concept to concept
+    for level, s in ((0, 0.6), (1, 0.8)):
+        child, parent = truth.directions[level], truth.directions[level + 1][truth.parents[level]]
+        np.testing.assert_allclose((child * parent).sum(1), s, atol=1e-12)
+    assert c.level_sizes == [8 * 2 * 1, 8 * 2, 8]  # the fewest the draw can give
+
+
+def test_leaf_zipf_sets_how_often_each_leaf_is_drawn():
+    c = config(n_roots=10, branching=4, leaf_zipf=1.0, leaves_per_sample=1, count_distribution="fixed",
+               sibling_cooccurrence=0.0, n_samples=20_000)
+    tree = build_tree(c)
+    drawn = np.concatenate([sample_block(c, tree, b).leaves[:, 0] for b in range(n_blocks(c))])
+    observed = np.bincount(drawn, minlength=40)
+    expected = c.n_samples * tree.leaf_weights / tree.leaf_weights.sum()
+    np.testing.assert_allclose(np.sort(tree.leaf_weights), 1.0 / np.arange(40, 0, -1))  # ranks 1..40
+    chi2 = ((observed - expected) ** 2 / expected).sum()  # 39 degrees of freedom: mean 39, sd 8.8
+    assert chi2 < 80, chi2
+    uniform = np.full(40, c.n_samples / 40)
+    assert ((observed - uniform) ** 2 / uniform).sum() > 1000
+
+
+def test_a_store_with_drawn_branching_holds_the_drawn_tree(tmp_path):
+    source = plugin(branching=1, branching_max=4, leaf_zipf=1.1)
+    source.write_store(tmp_path / "s.h5")
+    tree = build_tree(source.config)
+    with ActivationStore(tmp_path / "s.h5") as store:
+        truth = load_truth(store)
+        np.testing.assert_array_equal(truth.parents[0], tree.truth.parents[0])
+        assert store.n_rows == source.config.n_samples
