@@ -17,6 +17,7 @@ from torch import nn
 
 from hsae import registry
 from hsae.cascade.config import CascadeConfig, LevelConfig
+from hsae.cascade.firing_window import FiringWindow, strong_latents
 from hsae.cascade.hierarchy import assign_parents
 from hsae.cascade.settle import Concepts, group_means
 from hsae.interfaces import data_parallel
@@ -149,6 +150,7 @@ class Cascade(nn.Module):
             str(l): Concepts(level.n_latents)
             for l, level in enumerate(config.levels, start=1) if l > 1 and level.settle_every
         })
+        self.window = FiringWindow(config.levels[0].n_latents) if "2" in self.concepts else None
         self.register_buffer("b_dec_ready", torch.zeros(len(config.levels), dtype=torch.bool))
         self.frozen = [l for l, level in enumerate(config.levels, start=1) if level.from_ is not None]
         for l in self.frozen:  # a trained SAE: no gradient, no renormalisation, its own b_dec
@@ -202,19 +204,26 @@ class Cascade(nn.Module):
         return (self.training and step is not None and str(l) in self.concepts and step >= cfg.start_step
                 and (step - cfg.start_step) % cfg.settle_every == 0)
 
+    def window_open(self, step: int | None) -> bool:
+        """Whether level 1's firings at ``step`` count towards level 2's next settle: from
+        ``settle_every`` steps before its first one."""
+        if self.window is None or not self.training or step is None:
+            return False
+        cfg = self.level_config(2)
+        return step >= cfg.start_step - cfg.settle_every
+
     @torch.no_grad()
     def live_atoms(self, l: int, x: torch.Tensor) -> torch.Tensor:
-        """Indices of level l's atoms that level l+1 settles on. Level 1: the latents active on the
-        (whole) batch ``x`` whose mean activation where active is at least ``settle_min_magnitude`` times
-        the median of that mean over them (spare latents that fit the residual are weak). A settled
+        """Indices of level l's atoms that level l+1 settles on. Level 1: the latents that fired on
+        the (whole) batch ``x`` or over the window since level 2 last settled, strongly enough
+        (:func:`hsae.cascade.firing_window.strong_latents`, share ``settle_min_magnitude``). A settled
         level: its unpruned latents. Otherwise: those fired within the last ``settle_every`` steps."""
         if l == 1:
             z = self.level(1).encode(x).z
-            count = batch_sum((z > 0).sum(0))  # over the whole batch when its rows are split
-            magnitude = batch_sum(z.sum(0)) / count.clamp_min(1)
-            active = count > 0
-            floor = self.level_config(2).settle_min_magnitude * magnitude[active].median() if active.any() else 0
-            return (active & (magnitude >= floor)).nonzero().squeeze(1)
+            rows, activation = self.window.totals()
+            rows = rows + batch_sum((z > 0).sum(0))  # over the whole batch when its rows are split
+            activation = activation + batch_sum(z.sum(0))
+            return strong_latents(rows, activation, self.level_config(2).settle_min_magnitude)
         if str(l) in self.concepts:
             return self.concepts[str(l)].alive.nonzero().squeeze(1)
         window = self.level_config(l + 1).settle_every
@@ -237,6 +246,8 @@ class Cascade(nn.Module):
                 break
             cfg = self.level_config(l)
             labels = self.concepts[str(l)].settle(self.level(l), items, cfg.settle_ratio, cfg.settle_z)
+            if l == 2:
+                self.window.reset()
             self.b_dec_ready[l - 1] = True
             items = group_means(items, labels)
 
@@ -304,6 +315,8 @@ class Cascade(nn.Module):
                 active = fired.nonzero().squeeze(1)
                 if l == 1:
                     x_hat = out.x_hat
+                    if self.window_open(step):
+                        self.window.add(enc.z)
                 outputs.append(
                     LevelOutput(l, weights[l - 1], loss, err.detach(), fvu, enc.positives_per_row().float().mean(),
                                 total_rows(inputs.shape[0]), int(active.numel()), enc)

@@ -66,8 +66,9 @@ class LevelConfig(BaseModel):
     )
     settle_min_magnitude: float = Field(
         0.5, ge=0,
-        description="[hsae] level 2 settles on the level-1 latents active on the batch whose mean activation where "
-        "active is at least this share of the median over them (weak spare latents are left out)",
+        description="[hsae] level 2 settles on the level-1 latents that fired since it last settled (or on the "
+        "batch) whose mean activation where active is at least this share of the median activation over all "
+        "their firings (weak spare latents are left out)",
     )
     normalisation: Normalisation = Field(
         "variance",
