@@ -37,7 +37,7 @@ FORMAT = "hsae-model"
 and ``hsae-method`` (a baseline's whole state), written before one save served every method, are
 read too."""
 
-TRAINING_ONLY = frozenset({"monitors", "b_dec_ready"})
+TRAINING_ONLY = frozenset({"monitors", "b_dec_ready", "window"})
 """State under these names (the firing monitors, the flags that each SAE's b_dec was initialised)
 is kept in checkpoints, not in model.safetensors."""
 
