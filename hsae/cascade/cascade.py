@@ -220,9 +220,8 @@ class Cascade(nn.Module):
         level: its unpruned latents. Otherwise: those fired within the last ``settle_every`` steps."""
         if l == 1:
             z = self.level(1).encode(x).z
-            rows, activation = self.window.totals()
-            rows = rows + batch_sum((z > 0).sum(0))  # over the whole batch when its rows are split
-            activation = activation + batch_sum(z.sum(0))
+            rows = self.window.rows + batch_sum((z > 0).sum(0))  # over the whole batch when its rows are split
+            activation = self.window.activation + batch_sum(z.sum(0))
             return strong_latents(rows, activation, self.level_config(2).settle_min_magnitude)
         if str(l) in self.concepts:
             return self.concepts[str(l)].alive.nonzero().squeeze(1)

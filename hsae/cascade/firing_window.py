@@ -16,8 +16,9 @@ from hsae.interfaces.data_parallel import batch_sum
 
 
 class FiringWindow(nn.Module):
-    """Per level-1 latent, the rows it fired on and the sum of its activations there, over this
-    process's rows of the window's steps (:meth:`totals` sums them over the processes)."""
+    """Per level-1 latent, the rows it fired on and the sum of its activations there, over every
+    row of the window's steps: in a data-parallel run each step's counts are summed over the
+    processes, so every process holds the same window (and the first one's checkpoint resumes all)."""
 
     def __init__(self, n_latents: int):
         super().__init__()
@@ -26,18 +27,14 @@ class FiringWindow(nn.Module):
 
     @torch.no_grad()
     def add(self, z: torch.Tensor) -> None:
-        """Count the codes ``z`` (rows, n) of one step."""
-        self.rows += (z > 0).sum(0).to(self.rows.dtype)
-        self.activation += z.detach().sum(0).to(self.activation.dtype)
+        """Count the codes ``z`` (rows, n) of one step (this process's rows of it)."""
+        self.rows += batch_sum((z > 0).sum(0).to(self.rows.dtype))
+        self.activation += batch_sum(z.detach().sum(0).to(self.activation.dtype))
 
     @torch.no_grad()
     def reset(self) -> None:
         self.rows.zero_()
         self.activation.zero_()
-
-    def totals(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(rows fired, activation sum) per latent over the whole window, all processes."""
-        return batch_sum(self.rows), batch_sum(self.activation)
 
 
 def strong_latents(rows: torch.Tensor, activation: torch.Tensor, share: float) -> torch.Tensor:
