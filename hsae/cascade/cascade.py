@@ -219,10 +219,9 @@ class Cascade(nn.Module):
         (:func:`hsae.cascade.firing_window.strong_latents`, share ``settle_min_magnitude``). A settled
         level: its unpruned latents. Otherwise: those fired within the last ``settle_every`` steps."""
         if l == 1:
-            z = self.level(1).encode(x).z
-            rows = self.window.rows + batch_sum((z > 0).sum(0))  # over the whole batch when its rows are split
-            activation = self.window.activation + batch_sum(z.sum(0))
-            return strong_latents(rows, activation, self.level_config(2).settle_min_magnitude)
+            rows, activation = self.window.counts(self.level(1).encode(x).z)
+            return strong_latents(self.window.rows + rows, self.window.activation + activation,
+                                  self.level_config(2).settle_min_magnitude)
         if str(l) in self.concepts:
             return self.concepts[str(l)].alive.nonzero().squeeze(1)
         window = self.level_config(l + 1).settle_every

@@ -25,11 +25,20 @@ class FiringWindow(nn.Module):
         self.register_buffer("rows", torch.zeros(n_latents))
         self.register_buffer("activation", torch.zeros(n_latents))
 
+    @staticmethod
+    @torch.no_grad()
+    def counts(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows fired, activation sum) per latent of the codes ``z`` (rows, n), over the whole
+        batch when its rows are split over processes (one reduction for both)."""
+        both = batch_sum(torch.stack([(z > 0).sum(0).float(), z.detach().sum(0).float()]))
+        return both[0], both[1]
+
     @torch.no_grad()
     def add(self, z: torch.Tensor) -> None:
         """Count the codes ``z`` (rows, n) of one step (this process's rows of it)."""
-        self.rows += batch_sum((z > 0).sum(0).to(self.rows.dtype))
-        self.activation += batch_sum(z.detach().sum(0).to(self.activation.dtype))
+        rows, activation = self.counts(z)
+        self.rows += rows
+        self.activation += activation
 
     @torch.no_grad()
     def reset(self) -> None:
