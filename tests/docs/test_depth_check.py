@@ -37,6 +37,18 @@ def test_two_level_trees_hold_when_families_differ_in_cohesion(depth_check):
     assert all(map(depth_check.holds, results))
 
 
+def test_the_oracle_is_scored_not_assumed(depth_check, monkeypatch):
+    """Told the count and the true level below, average linkage recovers tight families exactly;
+    at s = 0.5 on every level the level-3 families are beyond it on some trees."""
+    monkeypatch.setattr(depth_check, "SIMILARITY", (0.85, 0.85))
+    tight = [depth_check.atoms_only_case(3, seed, 192) for seed in range(3)]
+    assert all(r["oracle"] == [1.0, 1.0] for r in tight)
+    monkeypatch.setattr(depth_check, "SIMILARITY", (0.5, 0.5))
+    loose = [depth_check.atoms_only_case(3, seed, 192) for seed in range(3)]
+    assert not all(map(depth_check.oracle_holds, loose))
+    assert all(0.0 < f1 <= 1.0 for r in loose for f1 in r["oracle"])
+
+
 def test_the_page_names_the_commit_and_lists_what_fails(tmp_path):
     page = tmp_path / "settle_check.md"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "depth_check.py"), "--atoms-only", "--depths", "2", "4",
@@ -49,3 +61,5 @@ def test_the_page_names_the_commit_and_lists_what_fails(tmp_path):
     assert len(rows) == 4 and "L4:" in rows[1] and "L4:" in rows[3]  # one table per generator
     assert "## Similarity drawn per level" in text and "## Similarity drawn per concept" in text
     assert "Trees that do not hold" in text
+    assert all(row.count("|") == 7 for row in rows)  # depth, trees, holds, oracle, oracle not rule, levels
+    assert "; oracle " in text
