@@ -134,15 +134,12 @@ def level_loss_scale(target: torch.Tensor, how: str, variance: torch.Tensor | No
 
 
 class Cascade(nn.Module):
-    """L SAEs in cascade, all in R^d; state-dict names ``levels.{l}.W_enc`` etc., l from 1.
-    ``steps``: the training length, when known; a settled level then settles once more at the
-    last step (:meth:`settle_due`)."""
+    """L SAEs in cascade, all in R^d; state-dict names ``levels.{l}.W_enc`` etc., l from 1."""
 
-    def __init__(self, n_inputs: int, config: CascadeConfig, steps: int | None = None):
+    def __init__(self, n_inputs: int, config: CascadeConfig):
         super().__init__()
         self.config = config
         self.n_inputs = n_inputs
-        self.steps = steps
         self.levels = nn.ModuleDict()
         self.monitors = nn.ModuleDict()
         for l, level in enumerate(config.levels, start=1):
@@ -203,13 +200,9 @@ class Cascade(nn.Module):
             self.b_dec_ready[l - 1] = True
 
     def settle_due(self, l: int, step: int | None) -> bool:
-        """Level l settles at ``start_step + i · settle_every`` and at the last step of training
-        (``steps − 1``, whose learning rate the schedule has taken to nearly zero): the trained
-        steps after a settle move the level's latents with the atoms that happen to be active,
-        so the hierarchy a run ends with is the settle's choice on the final atoms."""
         cfg = self.level_config(l)
         return (self.training and step is not None and str(l) in self.concepts and step >= cfg.start_step
-                and ((step - cfg.start_step) % cfg.settle_every == 0 or step == (self.steps or 0) - 1))
+                and (step - cfg.start_step) % cfg.settle_every == 0)
 
     def window_open(self, step: int | None) -> bool:
         """Whether level 1's firings at ``step`` count towards level 2's next settle: from

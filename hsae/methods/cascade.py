@@ -15,4 +15,4 @@ class CascadeMethod(Method):
     """Cascaded SAE (CSAE): level l trains jointly on the active decoder atoms of level l−1."""
 
     def build(self, n_inputs: int, model, steps: int, parts) -> Cascade:
-        return Cascade(n_inputs, model.cascade_config(), steps)
+        return Cascade(n_inputs, model.cascade_config())

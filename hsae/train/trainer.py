@@ -146,7 +146,7 @@ class Trainer:
         self.model_config, self.store, self.run = model, store, run
         self.cfg = train.model_copy(update={"device": str(train_device(train))})  # 'auto' resolved
         self.normalize = scales_activations(model, normalize)
-        self.build = build or (lambda width: Cascade(width, self.model_config, self.cfg.steps))
+        self.build = build or (lambda width: Cascade(width, self.model_config))
 
     @property
     def batch_stream(self) -> tuple:

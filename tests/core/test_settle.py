@@ -8,8 +8,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
-from hsae.cascade.cascade import Cascade
-from hsae.cascade.config import CascadeConfig, LevelConfig
+from hsae.cascade.config import LevelConfig
 from hsae.cascade import settle
 from hsae.cascade.settle import PRUNED_BIAS, distinct_clusters, settle_bottom_up, split_z
 from hsae.metrics.recovery import level_agreement
@@ -202,14 +201,3 @@ def test_settling_is_off_unless_asked(build_cascade):
     cascade = build_cascade(8, [{"n_latents": 8, "encoder": {"name": "topk", "k": 1}},
                                 {"n_latents": 4, "encoder": {"name": "topk", "k": 1}}])
     assert not any(key.startswith("concepts.") for key in cascade.state_dict())
-
-
-def test_a_settled_level_settles_again_at_the_last_step_of_training():
-    """The steps after a settle move a level's latents with whichever atoms are active; with the
-    training length known, the run ends on a settle of the final atoms."""
-    levels = [{"n_latents": 8, "encoder": {"name": "topk", "k": 1}},
-              {"n_latents": 4, "encoder": {"name": "topk", "k": 1}, "start_step": 10, "settle_every": 25}]
-    config = CascadeConfig(levels=levels)
-    assert [s for s in range(100) if Cascade(8, config, steps=100).settle_due(2, s)] == [10, 35, 60, 85, 99]
-    assert [s for s in range(100) if Cascade(8, config).settle_due(2, s)] == [10, 35, 60, 85]
-    assert not any(Cascade(8, config, steps=5).settle_due(2, s) for s in range(5))  # not yet started
