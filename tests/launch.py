@@ -4,7 +4,7 @@ torchrun, with a bounded wait: a hung collective fails the test instead of hangi
 Every child runs with Python's fault handler on, so a process that aborts prints where it was.
 One failure is tried a second time: a worker aborted by the C++ runtime with no Python error
 ("terminate called without an active exception", SIGABRT). It was seen once, in a 3-process run
-of the suite on a loaded 2-core machine, never in 87 runs of the same job alone, and left no trace
+of the suite on a loaded 2-core machine, never in 87 runs of the same job (three at once), and left no trace
 of our code; any other failure, or the same abort twice, fails the test."""
 
 from __future__ import annotations
