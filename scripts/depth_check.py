@@ -168,21 +168,14 @@ def atoms_only_case(depth: int, seed: int, dim: int, z: float | None = None, per
 def oracle_f1(atoms: np.ndarray, truth) -> list[float]:
     """Per upper level, the F1 of the oracle (module docstring): the true groups of the level
     below, their means cut by average linkage into the true count and refined."""
-    from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import squareform
-
-    from hsae.cascade.settle import group_means, refine
+    from hsae.cascade.settle import group_means, linkage_clusters
     from hsae.metrics.recovery import level_agreement
 
     scores = []
     for level in range(2, truth.depth + 1):
         below = truth.ancestors(level - 1) if level > 2 else np.arange(len(atoms))
-        items = group_means(atoms, below)
         count = len(truth.directions[level - 1])
-        distance = np.clip(1.0 - items @ items.T, 0.0, None)
-        np.fill_diagonal(distance, 0.0)
-        cut = fcluster(linkage(squareform(distance, checks=False), method="average"), count, "maxclust") - 1
-        labels = refine(items, cut)[below]
+        labels = linkage_clusters(group_means(atoms, below), count)[below]
         scores.append(level_agreement(level, truth.ancestors(level), labels, count).f1)
     return scores
 

@@ -4,8 +4,8 @@ torchrun, with a bounded wait: a hung collective fails the test instead of hangi
 Every child runs with Python's fault handler on, so a process that aborts prints where it was.
 One failure is tried a second time: a worker aborted by the C++ runtime with no Python error
 ("terminate called without an active exception", SIGABRT). It was seen once, in a 3-process run
-of the suite on a loaded 2-core machine, never in 87 runs of the same job (three at once), and left no trace
-of our code; any other failure, or the same abort twice, fails the test."""
+of the suite on a loaded 2-core machine, never in 87 runs of the same job (three at once), and it
+left no trace of our code; any other failure, or the same abort twice, fails the test."""
 
 from __future__ import annotations
 
@@ -43,8 +43,9 @@ RUNTIME_ABORT = "terminate called without an active exception"
 
 
 def _runtime_abort(result: subprocess.CompletedProcess) -> bool:
-    return result.returncode != 0 and RUNTIME_ABORT in result.stderr and "Traceback" not in result.stderr.split(
-        RUNTIME_ABORT)[0]
+    """Whether a worker died of RUNTIME_ABORT with no Python traceback before it."""
+    before, found, _ = result.stderr.partition(RUNTIME_ABORT)
+    return result.returncode != 0 and bool(found) and "Traceback" not in before
 
 
 def run(command: list[str], path: list[str] | None = None, check: bool = True,

@@ -134,6 +134,15 @@ def indistinct(similarity: np.ndarray, labels: np.ndarray, ratio: float | None, 
     return None if not np.isfinite(score[best]) else best
 
 
+def linkage_clusters(items: np.ndarray, count: int) -> np.ndarray:
+    """Labels 0..k−1 (k ≤ ``count``) of two or more ``items``: their average linkage under the
+    distance 1 − similarity, cut into at most ``count`` clusters and refined (:func:`refine`)."""
+    distance = np.clip(1.0 - items @ items.T, 0.0, None)
+    np.fill_diagonal(distance, 0.0)
+    tree = linkage(squareform(distance, checks=False), method="average")
+    return refine(items, fcluster(tree, min(count, len(items)), "maxclust") - 1)
+
+
 def distinct_clusters(items: np.ndarray, start: int, ratio: float | None, z: float) -> np.ndarray:
     """Labels 0..k−1 of ``items`` with k ≤ ``start`` chosen by the rules of the module. An item
     is the mean of the unit level-1 atoms beneath it (a level-1 atom itself at level 2), so the
@@ -142,11 +151,8 @@ def distinct_clusters(items: np.ndarray, start: int, ratio: float | None, z: flo
     n = len(items)
     if n <= 1:
         return np.zeros(n, dtype=np.int64)
+    labels = linkage_clusters(items, start)
     similarity = items @ items.T
-    distance = np.clip(1.0 - similarity, 0.0, None)
-    np.fill_diagonal(distance, 0.0)
-    tree = linkage(squareform(distance, checks=False), method="average")
-    labels = refine(items, fcluster(tree, min(start, n), "maxclust") - 1)
     nearest = np.max(similarity - 4.0 * np.eye(n), axis=1)
     while labels.max() > 0:
         pair = indistinct(similarity, labels, ratio, z, items.shape[1], nearest)

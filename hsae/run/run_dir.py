@@ -38,8 +38,8 @@ and ``hsae-method`` (a baseline's whole state), written before one save served e
 read too."""
 
 TRAINING_ONLY = frozenset({"monitors", "b_dec_ready", "window"})
-"""State under these names (the firing monitors, the flags that each SAE's b_dec was initialised)
-is kept in checkpoints, not in model.safetensors."""
+"""State under these names (the firing monitors, the flags that each SAE's b_dec was initialised,
+level 1's firing window for level 2's next settle) is kept in checkpoints, not in model.safetensors."""
 
 
 def _training_only(key: str) -> bool:
