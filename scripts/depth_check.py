@@ -153,10 +153,11 @@ def atoms_only_case(depth: int, seed: int, dim: int, z: float | None = None, per
     atoms = ATOM_COSINE * leaves + np.sqrt(1 - ATOM_COSINE**2) * turn
     truth = Truth(tuple(directions), tuple(parents))
     widths = [int(round(WIDTH_FACTOR * len(d))) for d in directions[1:]]
-    ratio = LevelConfig.model_fields["settle_ratio"].default
-    z = LevelConfig.model_fields["settle_z"].default if z is None else z
+    defaults = {name: LevelConfig.model_fields[f"settle_{name}"].default for name in ("ratio", "z", "cousins")}
+    z = defaults["z"] if z is None else z
+    found = settle_bottom_up(atoms, widths, defaults["ratio"], z, defaults["cousins"])
     levels = [level_agreement(level, truth.ancestors(level), labels, len(directions[level - 1]))
-              for level, labels in enumerate(settle_bottom_up(atoms, widths, ratio, z), start=2)]
+              for level, labels in enumerate(found, start=2)]
     return {"depth": depth, "seed": seed,
             "similarity": "per concept" if per_concept else [round(float(v), 2) for v in similarity],
             "leaf_recovery": 1.0,  # one atom per leaf at cosine ATOM_COSINE, above the 0.9 matching threshold

@@ -243,7 +243,8 @@ class Cascade(nn.Module):
             if not len(items):
                 break
             cfg = self.level_config(l)
-            labels = self.concepts[str(l)].settle(self.level(l), items, cfg.settle_ratio, cfg.settle_z)
+            labels = self.concepts[str(l)].settle(self.level(l), items, cfg.settle_ratio, cfg.settle_z,
+                                                  cfg.settle_cousins)
             if l == 2:
                 self.window.reset()
             self.b_dec_ready[l - 1] = True

@@ -64,6 +64,12 @@ class LevelConfig(BaseModel):
         "residuals in R^d and their cross-cosine falls short of their own mean cosines by less than z_n standard "
         "errors, z_n the one-sided z's level shared among the 2^(n-1)-1 splits of their n members",
     )
+    settle_cousins: bool = Field(
+        True,
+        description="[hsae] a second pass: two related clusters are one concept only when, besides the noise "
+        "test, their cross-cosine is nearer their own mean cosines (ratio 1, halves of one family) than the "
+        "median ratio of the related clusters the first pass kept apart (cousins)",
+    )
     settle_min_magnitude: float = Field(
         0.5, ge=0,
         description="[hsae] level 2 settles on the level-1 latents that fired since it last settled (or on the "

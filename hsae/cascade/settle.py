@@ -7,7 +7,13 @@ from a clustering of the live atoms below whose size is chosen by the data:
 
 1. average linkage of the live atoms, cut into ``n_l`` clusters (the level's width);
 2. spherical k-means refinement: every atom joins its nearest cluster mean;
-3. while two clusters are *indistinct*, merge the most similar pair and refine again.
+3. while two clusters are *indistinct*, merge the most similar pair and refine again;
+4. (``cousins``, on by default) again from the partition of step 2, as step 3 but a pair must also
+   have a ratio x_ce / √(w_c w_e) (below) nearer 1, the ratio of two halves of one family, than
+   ρ̂, the median ratio of the related pairs step 3 kept apart (its cousins, s'² in a planted tree
+   whose parents are at cosine s'): x_ce > √(w_c w_e)(1 + ρ̂)/2. The noise test alone merges by
+   default, so a family of one or two members, whose few pairs cannot tell it from a cousin
+   family, is merged into one of its cousins; the level's cousins say where the boundary lies.
 
 Similarities are always measured between the unit level-1 atoms beneath: an atom of level
 l−1 ≥ 2 stands for the mean of the level-1 atoms of its cluster, and two such means have as
@@ -53,6 +59,8 @@ count are *pruned*: they can never fire (``PRUNED_BIAS``), so they never reach t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from scipy.cluster.hierarchy import fcluster, linkage
@@ -65,6 +73,7 @@ PRUNED_BIAS = -1.0e4
 
 REFINE_ITERATIONS = 20
 MIN_REFERENCE_CLUSTERS = 3
+MIN_COUSIN_PAIRS = 3
 
 
 def _unit_rows(a: np.ndarray) -> np.ndarray:
@@ -94,12 +103,28 @@ def split_z(z: float, n: np.ndarray) -> np.ndarray:
     return -ndtri_exp(log_ndtr(-z) - log_splits)
 
 
-def indistinct(similarity: np.ndarray, labels: np.ndarray, ratio: float | None, z: float, dim: int,
-               nearest: np.ndarray):
-    """The most similar pair of clusters that is indistinct (module docstring), or None;
-    ``nearest``: each item's similarity to its nearest other item (its median is a singleton's
-    cohesion while fewer than MIN_REFERENCE_CLUSTERS clusters have two members; its own value
-    bounds a singleton's cohesion)."""
+@dataclass(frozen=True)
+class PairStatistics:
+    """Every pair of clusters of a labelling (k × k arrays; module docstring): ``cross`` x_ce,
+    ``reference`` √(w_c w_e), ``related`` x_ce > z · SD(x_ce), ``within_noise`` G < z_n · SD(G)."""
+
+    cross: np.ndarray
+    reference: np.ndarray
+    related: np.ndarray
+    within_noise: np.ndarray
+
+    @property
+    def ratio(self) -> np.ndarray:
+        """x_ce / √(w_c w_e): about 1 for halves of one family, s'² for cousins under parents at s'."""
+        return self.cross / self.reference
+
+
+def pair_statistics(similarity: np.ndarray, labels: np.ndarray, ratio: float | None, z: float, dim: int,
+                    nearest: np.ndarray) -> PairStatistics:
+    """The noise model of the module docstring on the clusters ``labels`` of items whose products
+    are ``similarity``; ``nearest``: each item's similarity to its nearest other item (its median
+    is a singleton's cohesion while fewer than MIN_REFERENCE_CLUSTERS clusters have two members;
+    its own value bounds a singleton's cohesion)."""
     k = labels.max() + 1
     member = np.zeros((k, len(labels)))
     member[labels, np.arange(len(labels))] = 1.0
@@ -127,11 +152,26 @@ def indistinct(similarity: np.ndarray, labels: np.ndarray, ratio: float | None, 
     within_noise = reference - cross < split_z(z, size[:, None] + size[None, :]) * np.sqrt(gap_variance)
     if ratio is not None:
         within_noise |= cross >= ratio * reference
-    same = (cross > z * np.sqrt(cross_variance)) & within_noise
-    score = np.where(same, cross / reference, -np.inf)
+    return PairStatistics(cross, reference, cross > z * np.sqrt(cross_variance), within_noise)
+
+
+def indistinct(stats: PairStatistics, cousin_ratio: float | None = None):
+    """The most similar pair of clusters that is indistinct (module docstring), or None. With
+    ``cousin_ratio`` ρ̂ a pair must also have a ratio nearer 1 than ρ̂: x_ce > √(w_c w_e)(1 + ρ̂)/2."""
+    same = stats.related & stats.within_noise
+    if cousin_ratio is not None:
+        same &= stats.ratio > (1.0 + cousin_ratio) / 2
+    score = np.where(same, stats.ratio, -np.inf)
     np.fill_diagonal(score, -np.inf)
     best = np.unravel_index(np.argmax(score), score.shape)
     return None if not np.isfinite(score[best]) else best
+
+
+def cousin_ratio(stats: PairStatistics) -> float | None:
+    """ρ̂: the median ratio x_ce / √(w_c w_e) of the related pairs of distinct clusters, or None
+    with fewer than MIN_COUSIN_PAIRS of them."""
+    upper = np.triu(stats.related, 1)
+    return float(np.median(stats.ratio[upper])) if upper.sum() >= MIN_COUSIN_PAIRS else None
 
 
 def linkage_clusters(items: np.ndarray, count: int) -> np.ndarray:
@@ -143,22 +183,39 @@ def linkage_clusters(items: np.ndarray, count: int) -> np.ndarray:
     return refine(items, fcluster(tree, min(count, len(items)), "maxclust") - 1)
 
 
-def distinct_clusters(items: np.ndarray, start: int, ratio: float | None, z: float) -> np.ndarray:
+def merge_indistinct(items: np.ndarray, labels: np.ndarray, ratio: float | None, z: float,
+                     cousins: float | None = None) -> np.ndarray:
+    """From ``labels``, merge the most similar indistinct pair (:func:`indistinct`, with
+    ``cousins`` as its ρ̂) and refine, until no pair is indistinct."""
+    similarity = items @ items.T
+    nearest = np.max(similarity - 4.0 * np.eye(len(items)), axis=1)
+    while labels.max() > 0:
+        pair = indistinct(pair_statistics(similarity, labels, ratio, z, items.shape[1], nearest), cousins)
+        if pair is None:
+            break
+        labels = refine(items, np.where(labels == pair[1], pair[0], labels))
+    return labels
+
+
+def distinct_clusters(items: np.ndarray, start: int, ratio: float | None, z: float,
+                      cousins: bool = True) -> np.ndarray:
     """Labels 0..k−1 of ``items`` with k ≤ ``start`` chosen by the rules of the module. An item
     is the mean of the unit level-1 atoms beneath it (a level-1 atom itself at level 2), so the
-    similarity of two items, ``items @ items.T``, is the mean cosine between their atoms."""
+    similarity of two items, ``items @ items.T``, is the mean cosine between their atoms. With
+    ``cousins``, a second pass from the same start also needs a pair's ratio nearer 1 than the
+    first pass's ρ̂ (:func:`cousin_ratio`)."""
     items = np.asarray(items, dtype=np.float64)
     n = len(items)
     if n <= 1:
         return np.zeros(n, dtype=np.int64)
-    labels = linkage_clusters(items, start)
-    similarity = items @ items.T
-    nearest = np.max(similarity - 4.0 * np.eye(n), axis=1)
-    while labels.max() > 0:
-        pair = indistinct(similarity, labels, ratio, z, items.shape[1], nearest)
-        if pair is None:
-            break
-        labels = refine(items, np.where(labels == pair[1], pair[0], labels))
+    start_labels = linkage_clusters(items, start)
+    labels = merge_indistinct(items, start_labels, ratio, z)
+    if cousins and labels.max() > 0:
+        similarity = items @ items.T
+        nearest = np.max(similarity - 4.0 * np.eye(n), axis=1)
+        rho = cousin_ratio(pair_statistics(similarity, labels, ratio, z, items.shape[1], nearest))
+        if rho is not None:
+            labels = merge_indistinct(items, start_labels, ratio, z, rho)
     return labels.astype(np.int64)
 
 
@@ -169,12 +226,13 @@ def group_means(items: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return means / np.bincount(labels)[:, None]
 
 
-def settle_bottom_up(atoms: np.ndarray, widths: list[int], ratio: float | None, z: float) -> list[np.ndarray]:
+def settle_bottom_up(atoms: np.ndarray, widths: list[int], ratio: float | None, z: float,
+                     cousins: bool = True) -> list[np.ndarray]:
     """The upper levels of unit ``atoms`` settled one after another as the cascade settles them, with
     at most ``widths[i]`` concepts at level i + 2: each level's label of every atom."""
     items, mapping, found = np.asarray(atoms, dtype=np.float64), np.arange(len(atoms)), []
     for width in widths:
-        labels = distinct_clusters(items, width, ratio, z)
+        labels = distinct_clusters(items, width, ratio, z, cousins)
         mapping = labels[mapping]
         found.append(mapping)
         items = group_means(items, labels)
@@ -202,12 +260,12 @@ class Concepts(nn.Module):
             sae.b_enc[dead] = PRUNED_BIAS
 
     @torch.no_grad()
-    def settle(self, sae, items: np.ndarray, ratio: float | None, z: float) -> np.ndarray:
+    def settle(self, sae, items: np.ndarray, ratio: float | None, z: float, cousins: bool = True) -> np.ndarray:
         """Re-initialise ``sae`` (a level) from the distinct clusters of ``items`` (one per live
         atom of the level below: the mean of the unit level-1 atoms beneath it): decoder columns
         and encoder rows = the clusters' normalised means, b_enc = 0; the remaining latents are
         pruned. Returns the labels (cluster k is latent k)."""
-        labels = distinct_clusters(items, sae.n_latents, ratio, z)
+        labels = distinct_clusters(items, sae.n_latents, ratio, z, cousins)
         centroids = torch.as_tensor(_unit_rows(group_means(items, labels)), dtype=sae.W_dec.dtype,
                                     device=sae.W_dec.device)
         k = len(centroids)
