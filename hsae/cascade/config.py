@@ -67,8 +67,9 @@ class LevelConfig(BaseModel):
     settle_cousins: bool = Field(
         True,
         description="[hsae] a second pass: two related clusters are one concept only when, besides the noise "
-        "test, their cross-cosine is nearer their own mean cosines (ratio 1, halves of one family) than the "
-        "median ratio of the related clusters the first pass kept apart (cousins)",
+        "test, their ratio cross-cosine / geometric mean of their own mean cosines exceeds the midpoint between "
+        "the median ratio of the pairs the first pass merged (halves of one family) and of the related pairs it "
+        "kept apart (cousins)",
     )
     settle_min_magnitude: float = Field(
         0.5, ge=0,

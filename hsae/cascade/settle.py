@@ -9,11 +9,13 @@ from a clustering of the live atoms below whose size is chosen by the data:
 2. spherical k-means refinement: every atom joins its nearest cluster mean;
 3. while two clusters are *indistinct*, merge the most similar pair and refine again;
 4. (``cousins``, on by default) again from the partition of step 2, as step 3 but a pair must also
-   have a ratio x_ce / √(w_c w_e) (below) nearer 1, the ratio of two halves of one family, than
-   ρ̂, the median ratio of the related pairs step 3 kept apart (its cousins, s'² in a planted tree
-   whose parents are at cosine s'): x_ce > √(w_c w_e)(1 + ρ̂)/2. The noise test alone merges by
-   default, so a family of one or two members, whose few pairs cannot tell it from a cousin
-   family, is merged into one of its cousins; the level's cousins say where the boundary lies.
+   have a ratio x_ce / √(w_c w_e) (below) above a boundary midway between the level's two kinds
+   of pair: the median ratio of the pairs step 3 merged, when it merged them (halves of one
+   family, about 1 less what the clustering's choice of tight halves takes off), and ρ̂, the
+   median ratio of the related pairs step 3 kept apart (cousins, s'² in a planted tree whose
+   parents are at cosine s'). The noise test alone merges by default, so a family of one or two
+   members, whose few pairs cannot tell it from a cousin family, is merged into one of its
+   cousins; the level's own pairs say where the boundary lies.
 
 Similarities are always measured between the unit level-1 atoms beneath: an atom of level
 l−1 ≥ 2 stands for the mean of the level-1 atoms of its cluster, and two such means have as
@@ -74,6 +76,7 @@ PRUNED_BIAS = -1.0e4
 REFINE_ITERATIONS = 20
 MIN_REFERENCE_CLUSTERS = 3
 MIN_COUSIN_PAIRS = 3
+"""Pairs of each kind (merged by step 3, related and kept apart) that a second pass needs."""
 
 
 def _unit_rows(a: np.ndarray) -> np.ndarray:
@@ -155,12 +158,12 @@ def pair_statistics(similarity: np.ndarray, labels: np.ndarray, ratio: float | N
     return PairStatistics(cross, reference, cross > z * np.sqrt(cross_variance), within_noise)
 
 
-def indistinct(stats: PairStatistics, cousin_ratio: float | None = None):
-    """The most similar pair of clusters that is indistinct (module docstring), or None. With
-    ``cousin_ratio`` ρ̂ a pair must also have a ratio nearer 1 than ρ̂: x_ce > √(w_c w_e)(1 + ρ̂)/2."""
+def indistinct(stats: PairStatistics, boundary: float | None = None):
+    """The most similar pair of clusters that is indistinct (module docstring), or None; with a
+    ``boundary`` the pair's ratio x_ce / √(w_c w_e) must also exceed it."""
     same = stats.related & stats.within_noise
-    if cousin_ratio is not None:
-        same &= stats.ratio > (1.0 + cousin_ratio) / 2
+    if boundary is not None:
+        same &= stats.ratio > boundary
     score = np.where(same, stats.ratio, -np.inf)
     np.fill_diagonal(score, -np.inf)
     best = np.unravel_index(np.argmax(score), score.shape)
@@ -184,17 +187,20 @@ def linkage_clusters(items: np.ndarray, count: int) -> np.ndarray:
 
 
 def merge_indistinct(items: np.ndarray, labels: np.ndarray, ratio: float | None, z: float,
-                     cousins: float | None = None) -> np.ndarray:
-    """From ``labels``, merge the most similar indistinct pair (:func:`indistinct`, with
-    ``cousins`` as its ρ̂) and refine, until no pair is indistinct."""
+                     boundary: float | None = None) -> tuple[np.ndarray, list[float]]:
+    """From ``labels``, merge the most similar indistinct pair (:func:`indistinct`) and refine,
+    until no pair is indistinct; returns the labels and the ratio of every merged pair when merged."""
     similarity = items @ items.T
     nearest = np.max(similarity - 4.0 * np.eye(len(items)), axis=1)
+    merged = []
     while labels.max() > 0:
-        pair = indistinct(pair_statistics(similarity, labels, ratio, z, items.shape[1], nearest), cousins)
+        stats = pair_statistics(similarity, labels, ratio, z, items.shape[1], nearest)
+        pair = indistinct(stats, boundary)
         if pair is None:
             break
+        merged.append(float(stats.ratio[pair]))
         labels = refine(items, np.where(labels == pair[1], pair[0], labels))
-    return labels
+    return labels, merged
 
 
 def distinct_clusters(items: np.ndarray, start: int, ratio: float | None, z: float,
@@ -202,20 +208,20 @@ def distinct_clusters(items: np.ndarray, start: int, ratio: float | None, z: flo
     """Labels 0..k−1 of ``items`` with k ≤ ``start`` chosen by the rules of the module. An item
     is the mean of the unit level-1 atoms beneath it (a level-1 atom itself at level 2), so the
     similarity of two items, ``items @ items.T``, is the mean cosine between their atoms. With
-    ``cousins``, a second pass from the same start also needs a pair's ratio nearer 1 than the
-    first pass's ρ̂ (:func:`cousin_ratio`)."""
+    ``cousins``, a second pass from the same start (step 4 of the module)."""
     items = np.asarray(items, dtype=np.float64)
     n = len(items)
     if n <= 1:
         return np.zeros(n, dtype=np.int64)
     start_labels = linkage_clusters(items, start)
-    labels = merge_indistinct(items, start_labels, ratio, z)
-    if cousins and labels.max() > 0:
+    labels, merged = merge_indistinct(items, start_labels, ratio, z)
+    if cousins and labels.max() > 0 and len(merged) >= MIN_COUSIN_PAIRS:
         similarity = items @ items.T
         nearest = np.max(similarity - 4.0 * np.eye(n), axis=1)
-        rho = cousin_ratio(pair_statistics(similarity, labels, ratio, z, items.shape[1], nearest))
-        if rho is not None:
-            labels = merge_indistinct(items, start_labels, ratio, z, rho)
+        cousin = cousin_ratio(pair_statistics(similarity, labels, ratio, z, items.shape[1], nearest))
+        halves = float(np.median(merged))
+        if cousin is not None and halves > cousin:
+            labels, _ = merge_indistinct(items, start_labels, ratio, z, (halves + cousin) / 2)
     return labels.astype(np.int64)
 
 
