@@ -190,17 +190,23 @@ def merge_indistinct(items: np.ndarray, labels: np.ndarray, ratio: float | None,
                      boundary: float | None = None) -> tuple[np.ndarray, list[float]]:
     """From ``labels``, merge the most similar indistinct pair (:func:`indistinct`) and refine,
     until no pair is indistinct; returns the labels and the ratio of every merged pair when merged."""
-    similarity = items @ items.T
-    nearest = np.max(similarity - 4.0 * np.eye(len(items)), axis=1)
+    statistics = _pair_statistics_of(items, ratio, z)
     merged = []
     while labels.max() > 0:
-        stats = pair_statistics(similarity, labels, ratio, z, items.shape[1], nearest)
+        stats = statistics(labels)
         pair = indistinct(stats, boundary)
         if pair is None:
             break
         merged.append(float(stats.ratio[pair]))
         labels = refine(items, np.where(labels == pair[1], pair[0], labels))
     return labels, merged
+
+
+def _pair_statistics_of(items: np.ndarray, ratio: float | None, z: float):
+    """labels ↦ :func:`pair_statistics` of ``items`` under those labels."""
+    similarity = items @ items.T
+    nearest = np.max(similarity - 4.0 * np.eye(len(items)), axis=1)
+    return lambda labels: pair_statistics(similarity, labels, ratio, z, items.shape[1], nearest)
 
 
 def distinct_clusters(items: np.ndarray, start: int, ratio: float | None, z: float,
@@ -216,9 +222,7 @@ def distinct_clusters(items: np.ndarray, start: int, ratio: float | None, z: flo
     start_labels = linkage_clusters(items, start)
     labels, merged = merge_indistinct(items, start_labels, ratio, z)
     if cousins and labels.max() > 0 and len(merged) >= MIN_COUSIN_PAIRS:
-        similarity = items @ items.T
-        nearest = np.max(similarity - 4.0 * np.eye(n), axis=1)
-        cousin = cousin_ratio(pair_statistics(similarity, labels, ratio, z, items.shape[1], nearest))
+        cousin = cousin_ratio(_pair_statistics_of(items, ratio, z)(labels))
         halves = float(np.median(merged))
         if cousin is not None and halves > cousin:
             labels, _ = merge_indistinct(items, start_labels, ratio, z, (halves + cousin) / 2)
